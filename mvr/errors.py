@@ -1,0 +1,90 @@
+"""Errors raised by mvr.
+
+Every error derives from :class:`MVRError` and also from the builtin it
+refines (as zarr's errors do), so ``except ValueError`` keeps working for
+callers who do not know about mvr. Messages name the expected and the actual
+value.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MVRError",
+    "InvalidVectorsError",
+    "DimensionMismatchError",
+    "EmptyInputError",
+    "ConfigError",
+    "IndexNotFoundError",
+    "CorruptIndexError",
+    "IncompleteIndexError",
+    "ChecksumMismatchError",
+    "FormatVersionError",
+    "EncoderMismatchError",
+    "IndexLockedError",
+    "DocumentNotFoundError",
+    "ModelFileNotFoundError",
+    "TokenReadError",
+]
+
+
+class MVRError(Exception):
+    """Base class of every error raised by mvr."""
+
+
+class InvalidVectorsError(MVRError, ValueError):
+    """Vectors are malformed: wrong rank, non-finite values, bad offsets."""
+
+
+class DimensionMismatchError(MVRError, ValueError):
+    """Vectors have another dimension than the one expected."""
+
+
+class EmptyInputError(MVRError, ValueError):
+    """An input that must hold something is empty (no texts, a zero-token document)."""
+
+
+class ConfigError(MVRError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class IndexNotFoundError(MVRError, FileNotFoundError):
+    """No index (no manifest) at the given path."""
+
+
+class CorruptIndexError(MVRError, OSError):
+    """An index file is missing, truncated or does not match the manifest."""
+
+
+class IncompleteIndexError(CorruptIndexError):
+    """A build was interrupted: the directory holds no committed manifest yet."""
+
+
+class ChecksumMismatchError(CorruptIndexError):
+    """A file's checksum differs from the one recorded in the manifest."""
+
+
+class FormatVersionError(MVRError, ValueError):
+    """The index was written in a format version this reader does not know."""
+
+
+class EncoderMismatchError(MVRError, ValueError):
+    """Queries would be encoded by another model than the index was built with."""
+
+
+class IndexLockedError(MVRError, BlockingIOError):
+    """Another writer holds the index's lock."""
+
+
+class DocumentNotFoundError(MVRError, KeyError):
+    """Document ids that are not in the index (or were deleted)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelFileNotFoundError(MVRError, FileNotFoundError):
+    """A model directory lacks a file the loader needs."""
+
+
+class TokenReadError(MVRError, OSError):
+    """Reading a document's token vectors from the re-ranking table failed."""

@@ -1,0 +1,111 @@
+"""The on-disk format contract that ``indexing/`` writes and ``serving/`` reads.
+
+An index directory::
+
+    DIR/
+      manifest.json          # written last, atomically; its absence = no/incomplete index
+      .lock                  # writer lock (filelock)
+      segments/<name>/...    # one folder per segment (build, add)
+
+Re-ranking table records (``tokens.bin`` in a segment): document ``i``'s record
+starts at byte ``record_offsets[i]`` and holds ``lengths[i]`` tokens of ``dim``:
+
+* ``float16``: ``lengths[i] * dim`` little-endian float16, row-major;
+* ``int8``: ``lengths[i] * dim`` int8 (row-major) followed by ``lengths[i]``
+  little-endian float32 scales; token = int8 row * scale.
+
+Records start on multiples of ``record_alignment`` bytes (1 = packed), recorded
+in the manifest, so one document is one contiguous (aligned) read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mvr.errors import ConfigError, TokenReadError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "MANIFEST_NAME",
+    "LOCK_NAME",
+    "SEGMENTS_DIR",
+    "TOKENS_FILE",
+    "TABLE_DTYPES",
+    "record_nbytes",
+    "encode_records",
+    "decode_record",
+    "aligned_offsets",
+]
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+SEGMENTS_DIR = "segments"
+TOKENS_FILE = "tokens.bin"
+TABLE_DTYPES = ("float16", "int8")
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in TABLE_DTYPES:
+        raise ConfigError(f"table dtype: expected one of {TABLE_DTYPES}, got {dtype!r}")
+
+
+def record_nbytes(lengths: np.ndarray | int, dim: int, dtype: str) -> np.ndarray | int:
+    """Bytes of the record(s) holding ``lengths`` tokens (without alignment padding)."""
+    _check_dtype(dtype)
+    if dtype == "float16":
+        return lengths * dim * 2
+    return lengths * dim + lengths * 4
+
+
+def aligned_offsets(nbytes: np.ndarray, alignment: int, start: int = 0) -> np.ndarray:
+    """Start offsets of consecutive records of ``nbytes`` each, every one a multiple of
+    ``alignment`` (and ``>= start``). Shape: (n + 1,): the last entry is the end."""
+    if alignment < 1:
+        raise ConfigError(f"record_alignment: expected >= 1, got {alignment}")
+    padded = -(-np.asarray(nbytes, dtype=np.int64) // alignment) * alignment
+    first = -(-start // alignment) * alignment
+    out = np.empty(len(padded) + 1, dtype=np.int64)
+    out[0] = first
+    np.cumsum(padded, out=out[1:])
+    out[1:] += first
+    return out
+
+
+def encode_records(vectors: np.ndarray, lengths: np.ndarray, dtype: str) -> list[bytes]:
+    """Encode consecutive documents' tokens (flat ``(total, dim)``) into records."""
+    _check_dtype(dtype)
+    out: list[bytes] = []
+    pos = 0
+    for n in np.asarray(lengths, dtype=np.int64):
+        block = vectors[pos : pos + n]
+        pos += int(n)
+        out.append(_encode_one(block, dtype))
+    return out
+
+
+def _encode_one(block: np.ndarray, dtype: str) -> bytes:
+    if dtype == "float16":
+        return np.ascontiguousarray(block, dtype="<f2").tobytes()
+    block = np.asarray(block, dtype=np.float32)
+    amax = np.abs(block).max(axis=1) if block.size else np.zeros(len(block), np.float32)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype("<f4")
+    q = np.clip(np.rint(block / scale[:, None]), -127, 127).astype(np.int8)
+    return q.tobytes() + scale.tobytes()
+
+
+def decode_record(buf: bytes | memoryview, n_tokens: int, dim: int, dtype: str, *, what: str = "record") -> np.ndarray:
+    """Decode one record into a ``(n_tokens, dim)`` array (float16 or float32).
+
+    Raises :class:`TokenReadError` naming ``what`` if ``buf`` is shorter than the record.
+    """
+    need = int(record_nbytes(n_tokens, dim, dtype))
+    if len(buf) < need:
+        raise TokenReadError(f"{what}: short read, expected {need} bytes, got {len(buf)}")
+    if dtype == "float16":
+        return np.frombuffer(buf, dtype="<f2", count=n_tokens * dim).reshape(n_tokens, dim)
+    q = np.frombuffer(buf, dtype=np.int8, count=n_tokens * dim).reshape(n_tokens, dim)
+    scale = np.frombuffer(buf, dtype="<f4", count=n_tokens, offset=n_tokens * dim)
+    return q.astype(np.float32) * scale[:, None]
