@@ -24,6 +24,7 @@ __all__ = [
     "DocumentNotFoundError",
     "ModelFileNotFoundError",
     "TokenReadError",
+    "DatasetError",
 ]
 
 
@@ -88,3 +89,7 @@ class ModelFileNotFoundError(MVRError, FileNotFoundError):
 
 class TokenReadError(MVRError, OSError):
     """Reading a document's token vectors from the re-ranking table failed."""
+
+
+class DatasetError(MVRError, ValueError):
+    """A corpus, queries or qrels file is malformed or inconsistent (names file and line)."""
