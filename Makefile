@@ -26,6 +26,8 @@ install-bench: $(BSTAMP)
 
 $(BSTAMP): $(STAMP)
 	$(PIP) install -q -e ".[dev,bench]"
+	$(PIP) install -q --no-deps fastembed==0.9.1
+	$(PIP) install -q onnxruntime loguru mmh3 py-rust-stemmers
 	touch $@
 
 test: install

@@ -25,6 +25,7 @@ __all__ = [
     "ModelFileNotFoundError",
     "TokenReadError",
     "DatasetError",
+    "InvalidInputError",
 ]
 
 
@@ -93,3 +94,7 @@ class TokenReadError(MVRError, OSError):
 
 class DatasetError(MVRError, ValueError):
     """A corpus, queries or qrels file is malformed or inconsistent (names file and line)."""
+
+
+class InvalidInputError(MVRError, TypeError):
+    """An input has the wrong type (e.g. a non-string item in a batch of texts)."""

@@ -1,0 +1,75 @@
+"""``mvr index``: build an index from a corpus file or precomputed vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["index_command"]
+
+
+def index_command(
+    corpus: Annotated[Path, typer.Argument(help=(
+        "BEIR corpus.jsonl(.gz), a JSONL/TSV of (id, text), or precomputed vectors "
+        "(.zarr / .npz / .npy directory / documents+queries directory)"))],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory")],
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted build at --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index at --out")] = False,
+    encoder: Annotated[str, typer.Option(help="Encoder name or path (texts only)")] = "default",
+    device: Annotated[str | None, typer.Option(help="torch device for the encoder")] = None,
+    pool_factor: Annotated[int, typer.Option(help="Tokens merged per cluster (1 = none)")] = 2,
+    first_stage: Annotated[str, typer.Option(help="exact | hnsw | ivfpq")] = "exact",
+    table_dtype: Annotated[str, typer.Option(help="float16 | int8")] = "float16",
+    batch_size: Annotated[int, typer.Option(help="Documents per build batch")] = 256,
+    store_text: Annotated[bool, typer.Option(help="Keep texts for snippets")] = True,
+    limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Build (or resume) an index at --out."""
+    import itertools
+
+    from mvr import FirstStageConfig, IndexConfig, PoolingConfig
+    from mvr.errors import MVRError
+
+    if not corpus.exists():
+        typer.echo(f"error: corpus {str(corpus)!r} not found", err=True)
+        raise typer.Exit(2)
+    try:
+        config = IndexConfig(
+            pooling=PoolingConfig(pool_factor=pool_factor),
+            first_stage=FirstStageConfig(kind=first_stage), table_dtype=table_dtype,
+            batch_size=batch_size, store_text=store_text,
+        )
+        enc, documents = _open_corpus(corpus, encoder, device, limit)
+        if limit is not None and not hasattr(documents, "__len__"):
+            documents = itertools.islice(documents, limit)
+        from indexing._build import build_index
+
+        manifest = build_index(out, documents, enc, config, resume=resume, progress=progress,
+                               overwrite=overwrite)
+    except MVRError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    t = manifest["build_timings"]
+    c = manifest["counts"]
+    typer.echo(
+        f"indexed {c['documents']} documents ({c['tokens']} pooled tokens) into {out} in "
+        f"{t['total']:.1f} s; first stage: {[s['first_stage'] for s in manifest['segments']]}"
+    )
+
+
+def _open_corpus(corpus: Path, encoder: str, device: str | None, limit: int | None):  # type: ignore[no-untyped-def]
+    """(encoder, documents) for a corpus path: precomputed vectors or texts."""
+    import encoders
+    from encoders._precomputed import is_precomputed
+
+    if is_precomputed(corpus):
+        from indexing._precomputed_docs import PrecomputedDocuments
+
+        enc = encoders.load(str(corpus))
+        return enc, PrecomputedDocuments(enc, limit=limit)
+    from indexing.corpus import read_corpus
+
+    return encoders.load(encoder, device=device), read_corpus(corpus)

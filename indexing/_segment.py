@@ -1,0 +1,238 @@
+"""One segment of an index: its files, an append-only crash-safe writer, readers.
+
+A segment directory ``segments/<name>/`` holds (see :mod:`mvr.format`)::
+
+    ids.jsonl          one JSON string per document, in row order
+    lengths.bin        <i8 token count per document (record offsets derive from it)
+    tokens.bin         the re-ranking table records (float16 or int8 + scales), aligned
+    fde.zarr/          float32 (n, fde_dim) document FDEs, chunked by build batch
+    texts.bin          UTF-8 texts back to back (only when texts are stored)
+    text_lengths.bin   <i8 byte length per text (-1 = no text)
+    first_stage.faiss  the faiss index of the segment (hnsw / ivfpq only)
+
+The writer appends one batch at a time and commits it with :meth:`SegmentWriter.commit`
+(fsync of every file, then the caller records the sizes in its progress file).
+:meth:`SegmentWriter.truncate_to` rolls every file back to a committed state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvr._multivectors import MultiVectors
+from mvr.errors import CorruptIndexError
+from mvr.format import TOKENS_FILE, aligned_offsets, encode_records, record_nbytes
+
+__all__ = [
+    "IDS_FILE",
+    "LENGTHS_FILE",
+    "FDE_DIR",
+    "TEXTS_FILE",
+    "TEXT_LENGTHS_FILE",
+    "FIRST_STAGE_FILE",
+    "APPEND_FILES",
+    "SegmentWriter",
+    "segment_files",
+    "read_ids",
+    "read_lengths",
+    "open_fdes",
+    "record_offsets",
+    "TextReader",
+]
+
+IDS_FILE = "ids.jsonl"
+LENGTHS_FILE = "lengths.bin"
+FDE_DIR = "fde.zarr"
+TEXTS_FILE = "texts.bin"
+TEXT_LENGTHS_FILE = "text_lengths.bin"
+FIRST_STAGE_FILE = "first_stage.faiss"
+APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, TEXTS_FILE, TEXT_LENGTHS_FILE)
+
+
+def record_offsets(lengths: np.ndarray, dim: int, dtype: str, alignment: int) -> np.ndarray:
+    """Byte offset of every record in ``tokens.bin``. Shape: (n + 1,); last = end of data."""
+    nbytes = np.asarray(record_nbytes(np.asarray(lengths, np.int64), dim, dtype), np.int64)
+    return aligned_offsets(nbytes, alignment)
+
+
+class SegmentWriter:
+    """Append batches of documents to a new (or partially written) segment.
+
+    Parameters
+    ----------
+    seg_dir : Path
+        The segment directory (created).
+    dim, fde_dim : int
+        Token and FDE dimensions.
+    table_dtype : str
+        ``"float16"`` or ``"int8"``.
+    alignment : int
+        Record alignment in bytes.
+    chunk_rows : int
+        Rows per FDE zarr chunk (the build batch size).
+    store_text : bool
+        Whether to write ``texts.bin``.
+    """
+
+    def __init__(
+        self, seg_dir: Path, *, dim: int, fde_dim: int, table_dtype: str, alignment: int,
+        chunk_rows: int, store_text: bool,
+    ) -> None:
+        import zarr
+
+        self.dir = Path(seg_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dim, self.fde_dim = dim, fde_dim
+        self.table_dtype, self.alignment, self.store_text = table_dtype, alignment, store_text
+        self.num_documents = 0
+        self.num_tokens = 0
+        names = [IDS_FILE, LENGTHS_FILE, TOKENS_FILE]
+        if store_text:
+            names += [TEXTS_FILE, TEXT_LENGTHS_FILE]
+        self._files = {n: open(self.dir / n, "ab") for n in names}  # noqa: SIM115
+        fde_path = self.dir / FDE_DIR
+        if (fde_path / "zarr.json").exists():
+            self._fde = zarr.open_array(str(fde_path), mode="r+")
+        else:
+            self._fde = zarr.create_array(
+                store=str(fde_path), shape=(0, fde_dim), chunks=(chunk_rows, fde_dim),
+                dtype="float32", compressors=None, fill_value=0.0, zarr_format=3,
+            )
+
+    # ------------------------------------------------------------------ appending
+    def append(
+        self, ids: Sequence[str], texts: Sequence[str | None] | None, pooled: MultiVectors,
+        fdes: np.ndarray,
+    ) -> None:
+        """Append one batch (not yet committed): records, ids, texts, FDE rows."""
+        self.append_tokens(pooled)
+        self.append_ids(ids, texts)
+        self.append_fdes(fdes)
+        self.num_documents += len(ids)
+        self.num_tokens += pooled.total_tokens
+
+    def append_tokens(self, pooled: MultiVectors) -> None:
+        f = self._files[TOKENS_FILE]
+        lengths = pooled.lengths
+        records = encode_records(pooled.vectors, lengths, self.table_dtype)
+        start = f.tell()
+        offs = aligned_offsets(
+            np.fromiter((len(r) for r in records), np.int64, len(records)), self.alignment, start
+        )
+        parts: list[bytes] = []
+        pos = start
+        for r, o in zip(records, offs[:-1], strict=True):
+            if o > pos:
+                parts.append(b"\0" * int(o - pos))
+            parts.append(r)
+            pos = int(o) + len(r)
+        if offs[-1] > pos:  # pad the end so the next batch starts aligned
+            parts.append(b"\0" * int(offs[-1] - pos))
+        f.write(b"".join(parts))
+        self._files[LENGTHS_FILE].write(lengths.astype("<i8").tobytes())
+
+    def append_ids(self, ids: Sequence[str], texts: Sequence[str | None] | None) -> None:
+        self._files[IDS_FILE].write(
+            "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in ids).encode()
+        )
+        if not self.store_text:
+            return
+        encoded = [None if t is None else t.encode() for t in (texts or [None] * len(ids))]
+        self._files[TEXTS_FILE].write(b"".join(b for b in encoded if b is not None))
+        lens = np.array([-1 if b is None else len(b) for b in encoded], dtype="<i8")
+        self._files[TEXT_LENGTHS_FILE].write(lens.tobytes())
+
+    def append_fdes(self, fdes: np.ndarray) -> None:
+        n = self.num_documents
+        m = fdes.shape[0]
+        self._fde.resize((n + m, self.fde_dim))
+        self._fde[n : n + m] = np.asarray(fdes, dtype=np.float32)
+
+    # ------------------------------------------------------------------ commits
+    def commit(self) -> dict[str, Any]:
+        """Flush and fsync every file; return the state to record in the progress file."""
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        return {
+            "documents": self.num_documents,
+            "tokens": self.num_tokens,
+            "sizes": {n: f.tell() for n, f in self._files.items()},
+        }
+
+    def truncate_to(self, state: dict[str, Any]) -> None:
+        """Roll every file back to a committed ``state`` (from :meth:`commit`)."""
+        for name, f in self._files.items():
+            size = int(state["sizes"].get(name, 0))
+            actual = os.fstat(f.fileno()).st_size
+            if actual < size:
+                raise CorruptIndexError(
+                    f"{self.dir / name}: shorter than its last committed size during resume, "
+                    f"expected >= {size} bytes, got {actual}"
+                )
+            f.truncate(size)
+            f.seek(size)
+        self.num_documents = int(state["documents"])
+        self.num_tokens = int(state["tokens"])
+        if self._fde.shape[0] < self.num_documents:
+            raise CorruptIndexError(
+                f"{self.dir / FDE_DIR}: fewer FDE rows than committed during resume, expected >= "
+                f"{self.num_documents}, got {self._fde.shape[0]}"
+            )
+        self._fde.resize((self.num_documents, self.fde_dim))
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+
+# ---------------------------------------------------------------------- reading
+def segment_files(seg_dir: Path) -> list[Path]:
+    """Every file of a segment (recursively), sorted."""
+    return sorted(p for p in Path(seg_dir).rglob("*") if p.is_file())
+
+
+def read_ids(seg_dir: Path) -> list[str]:
+    """Document ids in row order."""
+    with open(Path(seg_dir) / IDS_FILE, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def read_lengths(seg_dir: Path) -> np.ndarray:
+    """Shape: (n,) int64 token counts."""
+    return np.fromfile(Path(seg_dir) / LENGTHS_FILE, dtype="<i8").astype(np.int64)
+
+
+def open_fdes(seg_dir: Path) -> Any:
+    """The segment's FDE zarr array (read-only), shape (n, fde_dim) float32."""
+    import zarr
+
+    return zarr.open_array(str(Path(seg_dir) / FDE_DIR), mode="r")
+
+
+class TextReader:
+    """Random access to a segment's stored texts (``None`` when absent)."""
+
+    def __init__(self, seg_dir: Path) -> None:
+        seg_dir = Path(seg_dir)
+        lens = np.fromfile(seg_dir / TEXT_LENGTHS_FILE, dtype="<i8")
+        self._lens = lens
+        self._starts = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(np.maximum(lens, 0), out=self._starts[1:])
+        self._file = open(seg_dir / TEXTS_FILE, "rb")  # noqa: SIM115
+
+    def get(self, row: int) -> str | None:
+        if self._lens[row] < 0:
+            return None
+        start, n = int(self._starts[row]), int(self._lens[row])
+        return os.pread(self._file.fileno(), n, start).decode("utf-8")
+
+    def close(self) -> None:
+        self._file.close()

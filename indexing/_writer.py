@@ -1,0 +1,238 @@
+"""The single writer of an existing index: add segments, delete (tombstones), compact.
+
+One ``IndexWriter`` at a time holds the index's file lock (``.lock``, filelock);
+another gets :class:`~mvr.errors.IndexLockedError`. Every operation writes new
+files and then commits a new manifest atomically; files are never modified in
+place, so searchers opened before keep their snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing._build import BuildSession, _batches, commit_manifest
+from indexing._segment import TextReader, open_fdes, read_ids, read_lengths, record_offsets
+from mvr._index_config import IndexConfig
+from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest
+from mvr._multivectors import MultiVectors
+from mvr.errors import (
+    DocumentNotFoundError,
+    EncoderMismatchError,
+    IndexLockedError,
+)
+from mvr.format import LOCK_NAME, SEGMENTS_DIR, TOKENS_FILE, decode_record
+
+__all__ = ["IndexWriter"]
+
+
+class IndexWriter:
+    """Modify an index: ``add`` (a new segment), ``delete`` (tombstones), ``compact``.
+
+    Parameters
+    ----------
+    path : str or Path
+        An existing index.
+    encoder : mvr.Encoder, optional
+        Encodes added texts; must match the identity in the manifest.
+    timeout : float
+        Seconds to wait for the lock (0 = fail at once with IndexLockedError).
+
+    Examples
+    --------
+    >>> with IndexWriter(path) as w:  # doctest: +SKIP
+    ...     w.add([("new-1", vectors)])
+    ...     w.delete(["old-7"])
+    ...     w.compact()
+    """
+
+    def __init__(self, path: str | Path, *, encoder: Any = None, timeout: float = 0.0) -> None:
+        from filelock import FileLock, Timeout
+
+        self.path = Path(path)
+        read_manifest(self.path)  # refuse a missing / incomplete / unknown-version index first
+        self._lock = FileLock(str(self.path / LOCK_NAME))
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout as e:
+            raise IndexLockedError(
+                f"{self.path}: another writer holds {LOCK_NAME} (waited {timeout} s)"
+            ) from e
+        self.manifest = read_manifest(self.path)
+        self.config = IndexConfig.from_dict(self.manifest["config"])
+        self.encoder = encoder
+        if encoder is not None and self.manifest["encoder"] not in (None, encoder.identity):
+            raise EncoderMismatchError(
+                f"encoder identity: expected {self.manifest['encoder']!r}, got {encoder.identity!r}"
+            )
+        shutil.rmtree(self.path / BUILD_DIR, ignore_errors=True)  # an interrupted add/compact
+
+    # ------------------------------------------------------------------ helpers
+    def _seg_dir(self, name: str) -> Path:
+        return self.path / SEGMENTS_DIR / name
+
+    def _tombstones(self) -> dict[str, list[int]]:
+        name = self.manifest["tombstones"]
+        if name is None:
+            return {}
+        return {k: list(v) for k, v in json.loads((self.path / name).read_text()).items()}
+
+    def _live_ids(self) -> dict[str, tuple[str, int]]:
+        """id -> (segment name, row) of every live document."""
+        tomb = self._tombstones()
+        out: dict[str, tuple[str, int]] = {}
+        for seg in self.manifest["segments"]:
+            dead = set(tomb.get(seg["name"], []))
+            for row, i in enumerate(read_ids(self._seg_dir(seg["name"]))):
+                if row not in dead:
+                    out[i] = (seg["name"], row)
+        return out
+
+    def _commit(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.manifest = commit_manifest(self.path, manifest)
+        return self.manifest
+
+    def _new_session(self) -> BuildSession:
+        gen = self.manifest["generation"] + 1
+        session = BuildSession(
+            self.path, "add", self.config, self.manifest["encoder"], self.manifest["dim"],
+            f"seg-{gen:06d}", gen,
+        )
+        shutil.rmtree(session.seg_dir, ignore_errors=True)
+        session.open(None)
+        return session
+
+    def _append_segment(self, session: BuildSession) -> dict[str, Any]:
+        done = session.finish()
+        manifest = dict(self.manifest)
+        manifest["generation"] = session.generation
+        manifest["segments"] = [*self.manifest["segments"], done["entry"]]
+        manifest["files"] = {**self.manifest["files"], **done["files"]}
+        return self._commit(manifest)
+
+    # ------------------------------------------------------------------ operations
+    def add(self, documents: Iterable[Any], *, progress: bool = False) -> int:
+        """Index ``documents`` (same forms as :func:`indexing.build_index`) as a new segment.
+
+        Ids must be new (a deleted id may be added again). Returns the number added.
+        """
+        from tqdm.auto import tqdm
+
+        live = self._live_ids()
+        session = None
+        added = 0
+        try:
+            with tqdm(unit="doc", desc="adding", disable=not progress) as bar:
+                for batch in _batches(documents, self.config.batch_size, 0):
+                    if session is None:
+                        session = self._new_session()
+                    session.add_batch(batch, self.encoder, set(live))
+                    added += len(batch)
+                    bar.update(len(batch))
+            if session is None:
+                return 0
+            self._append_segment(session)
+        except BaseException:
+            if session is not None:  # nothing was committed: drop the partial segment
+                session.close()
+                shutil.rmtree(session.seg_dir, ignore_errors=True)
+                session.discard_progress()
+            raise
+        return added
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Tombstone ``ids`` (searches never return them again). Unknown ids raise
+        :class:`DocumentNotFoundError` listing them; nothing is deleted then."""
+        live = self._live_ids()
+        missing = sorted({i for i in ids if i not in live})
+        if missing:
+            raise DocumentNotFoundError(
+                f"cannot delete {len(missing)} id(s) not in the index (or already deleted): "
+                f"{missing[:20]}"
+            )
+        tomb = self._tombstones()
+        targets = {live[i] for i in ids}
+        for seg, row in targets:
+            tomb.setdefault(seg, []).append(row)
+        gen = self.manifest["generation"] + 1
+        name = f"tombstones-{gen:06d}.json"
+        atomic_write_json(self.path / name, {k: sorted(v) for k, v in sorted(tomb.items())})
+        manifest = dict(self.manifest)
+        manifest["generation"] = gen
+        manifest["tombstones"] = name
+        files = {k: v for k, v in self.manifest["files"].items() if not k.startswith("tombstones-")}
+        files[name] = file_entry(self.path, name)
+        manifest["files"] = files
+        manifest["counts"] = {**self.manifest["counts"],
+                              "deleted": sum(len(v) for v in tomb.values())}
+        self._commit(manifest)
+        return len(targets)
+
+    def compact(self, *, progress: bool = False) -> dict[str, Any]:
+        """Rewrite every live document into one new segment (dropping tombstones) and
+        rebuild its first stage. Vectors are copied as stored (no re-encoding)."""
+        session = self._new_session()
+        try:
+            for docs, pooled, fdes in self._live_batches():
+                assert session.writer is not None
+                session._write_batch([d[0] for d in docs], [d[1] for d in docs], pooled, fdes)
+            done = session.finish()
+        except BaseException:
+            session.close()
+            shutil.rmtree(session.seg_dir, ignore_errors=True)
+            session.discard_progress()
+            raise
+        manifest = dict(self.manifest)
+        manifest["generation"] = session.generation
+        manifest["segments"] = [done["entry"]]
+        manifest["files"] = done["files"]
+        manifest["tombstones"] = None
+        manifest["counts"] = {**self.manifest["counts"], "deleted": 0}
+        return self._commit(manifest)
+
+    def _live_batches(self) -> Iterable[tuple[list[tuple[str, str | None]], MultiVectors, np.ndarray]]:
+        """Live documents of every segment, batch by batch: (ids+texts, pooled, fdes)."""
+        tomb = self._tombstones()
+        dtype, align, dim = self.config.table_dtype, self.config.record_alignment, self.manifest["dim"]
+        bs = self.config.batch_size
+        for seg in self.manifest["segments"]:
+            d = self._seg_dir(seg["name"])
+            dead = np.zeros(seg["documents"], dtype=bool)
+            dead[np.asarray(tomb.get(seg["name"], []), dtype=np.int64)] = True
+            ids, lengths = read_ids(d), read_lengths(d)
+            offs = record_offsets(lengths, dim, dtype, align)
+            fdes = open_fdes(d)
+            texts = TextReader(d) if seg["has_text"] else None
+            raw: Any = np.memmap(d / TOKENS_FILE, dtype=np.uint8, mode="r") if offs[-1] else None
+            try:
+                for lo in range(0, seg["documents"], bs):
+                    rows = [r for r in range(lo, min(lo + bs, seg["documents"])) if not dead[r]]
+                    if not rows:
+                        continue
+                    arrays = [decode_record(raw[offs[r]: offs[r + 1]], int(lengths[r]), dim, dtype)
+                              for r in rows]
+                    pooled = MultiVectors.from_arrays(arrays, dim=dim, dtype=arrays[0].dtype)
+                    docs = [(ids[r], None if texts is None else texts.get(r)) for r in rows]
+                    yield docs, pooled, np.asarray(fdes.get_orthogonal_selection(
+                        (np.asarray(rows), slice(None))), dtype=np.float32)
+            finally:
+                if texts is not None:
+                    texts.close()
+                del raw
+
+    def close(self) -> None:
+        """Release the lock."""
+        if self._lock.is_locked:
+            self._lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,81 @@
+"""faiss first stages (HNSW, IVF-PQ) loaded from a segment's ``first_stage.faiss``.
+
+Tombstones are honoured inside faiss with an ``IDSelectorBitmap`` of the allowed
+rows, so a search still returns ``n`` live candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvr._index_config import FirstStageConfig
+from serving._first_stage import _check_queries
+
+__all__ = ["FaissFirstStage"]
+
+
+class FaissFirstStage:
+    """A faiss index over one segment's FDEs (inner product).
+
+    Parameters
+    ----------
+    path : Path
+        The saved index (``faiss.write_index``).
+    kind : {"hnsw", "ivfpq"}
+    config : FirstStageConfig
+        Search parameters (``hnsw_ef_search``, ``ivf_nprobe``).
+    """
+
+    def __init__(self, path: Path, kind: str, config: FirstStageConfig) -> None:
+        import faiss
+
+        from indexing._first_stage_build import ivf_params
+
+        self._faiss = faiss
+        self.kind = kind
+        self.index = faiss.read_index(str(path))
+        self.config = config
+        if kind == "ivfpq":
+            self.nprobe = ivf_params(config, self.ntotal)[1]
+            if config.ivf_nprobe is None:
+                self.nprobe = min(max(self.nprobe, 1), faiss.extract_index_ivf(self.index).nlist)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def _params(self, n: int, allowed: np.ndarray | None) -> tuple[Any, Any]:
+        faiss = self._faiss
+        sel, keep = None, None
+        if allowed is not None and not allowed.all():
+            keep = np.packbits(allowed.astype(bool), bitorder="little")
+            sel = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(keep))
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.config.hnsw_ef_search, n)
+        else:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        if sel is not None:
+            params.sel = sel
+        return params, (sel, keep)
+
+    def search(
+        self, queries: np.ndarray, n: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = _check_queries(queries, self.dim)
+        n = min(n, self.ntotal)
+        if n == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        params, _alive = self._params(n, allowed)
+        scores, rows = self.index.search(queries, n, params=params)
+        rows = rows.astype(np.int64)
+        scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
+        return scores, rows

@@ -1,0 +1,542 @@
+"""The searcher: query FDEs -> first stage top-N -> fetch tokens -> exact MaxSim -> top-k.
+
+:meth:`Searcher.open` reads and checks the manifest (format version, every file's
+size and, by default, SHA-256), loads ids, token counts and the first stage, and
+opens the re-ranking table through a :class:`mvr.TokenStore` (``mode``). What it
+loads is the snapshot of that manifest: writers never modify files in place, so
+a later ``add``/``delete``/``compact`` does not change what an open searcher sees.
+
+The search path is split into stages, each a method, so that a store can add a
+coarse pass and prefetching between them::
+
+    _query_vectors -> _query_fdes -> _first_stage -> _fetch -> _score -> _top_k
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing._segment import FIRST_STAGE_FILE, TextReader, open_fdes, read_ids, read_lengths
+from mvr._config import FDEConfig
+from mvr._index_config import IndexConfig
+from mvr._manifest import read_manifest, verify_files
+from mvr._multivectors import MultiVectors
+from mvr._protocols import SearchResults
+from mvr.errors import (
+    ConfigError,
+    CorruptIndexError,
+    DimensionMismatchError,
+    DocumentNotFoundError,
+    EmptyInputError,
+    EncoderMismatchError,
+    InvalidVectorsError,
+)
+from mvr.format import SEGMENTS_DIR, TOKENS_FILE
+from serving._first_stage import ExactFirstStage, SegmentedFirstStage, top_n
+from serving._prefetch import StageTimer, attach_to_searcher, search_stream
+from serving._stores import TableLayout, make_store
+
+__all__ = ["Searcher"]
+
+_EXHAUSTIVE_BLOCK = 4096
+_RERANK_BYTES = 64 << 20  # candidate token vectors fetched at once per query group
+
+
+class Searcher:
+    """Search one index snapshot. Use :meth:`open`; thread-safe for concurrent searches."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: IndexConfig
+    fde_config: FDEConfig
+    _query_fde_config: FDEConfig
+    mode: str
+    store: Any
+    first_stage: SegmentedFirstStage
+    ids: list[str]
+    allowed: np.ndarray
+    _lengths: np.ndarray
+    _seg_starts: np.ndarray
+    _id_to_row: dict[str, int]
+    _live_rows: np.ndarray
+    _filter: np.ndarray | None
+
+    def __init__(self) -> None:  # use Searcher.open
+        self._lock = threading.Lock()
+        self._encoder: Any = None
+        self._stats: dict[str, float] = {}
+        self._texts: list[TextReader | None] = []
+        self._stages = StageTimer()  # per-call stage latencies (percentiles in stats())
+        self._prefetcher: Any = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        encoder: Any = None,
+        mode: str = "memory",
+        verify: bool = True,
+        **store_options: Any,
+    ) -> Searcher:
+        """Open the index at ``path``.
+
+        Parameters
+        ----------
+        path : str or Path
+            Index directory.
+        encoder : mvr.Encoder, optional
+            Encodes text queries; must have the identity recorded in the manifest.
+            Default: loaded lazily with ``encoders.load`` on the first text query.
+        mode : {"memory", "mmap", "ssd"}
+            Where the re-ranking table is read from.
+        verify : bool
+            Check every file's SHA-256 against the manifest (sizes are always checked).
+        **store_options
+            Passed to the SSD store.
+
+        Raises
+        ------
+        IndexNotFoundError, IncompleteIndexError, FormatVersionError, CorruptIndexError,
+        ChecksumMismatchError, EncoderMismatchError
+        """
+        self = cls()
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        verify_files(self.path, self.manifest, checksums=verify)
+        self.config = IndexConfig.from_dict(self.manifest["config"])
+        if self.config.fde is None:
+            raise CorruptIndexError(f"{self.path}: manifest config has no resolved fde")
+        self.fde_config = self.config.fde
+        # queries are SUMmed per partition and never filled (MUVERA reference)
+        self._query_fde_config = dataclasses.replace(self.fde_config, fill_empty_partitions=False)
+        if encoder is not None:
+            self._check_encoder(encoder)
+            self._encoder = encoder
+        self.mode = mode
+        self.store = None
+        try:
+            self._load_rows()
+            self.first_stage = self._load_first_stage()
+            self.store = make_store(mode, self._layout(), **store_options)
+            self._prefetcher = attach_to_searcher(self)  # SSD mode: coarse pass + prefetch
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _segments(self) -> list[dict[str, Any]]:
+        return list(self.manifest["segments"])
+
+    def _seg_dir(self, seg: dict[str, Any]) -> Path:
+        return self.path / SEGMENTS_DIR / seg["name"]
+
+    def _load_rows(self) -> None:
+        ids: list[str] = []
+        lengths = []
+        for seg in self._segments():
+            seg_ids = read_ids(self._seg_dir(seg))
+            seg_len = read_lengths(self._seg_dir(seg))
+            if len(seg_ids) != seg["documents"] or len(seg_len) != seg["documents"]:
+                raise CorruptIndexError(
+                    f"segment {seg['name']}: expected {seg['documents']} documents, got "
+                    f"{len(seg_ids)} ids and {len(seg_len)} lengths"
+                )
+            ids.extend(seg_ids)
+            lengths.append(seg_len)
+            self._texts.append(TextReader(self._seg_dir(seg)) if seg["has_text"] else None)
+        self.ids = ids
+        self._lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        starts = np.cumsum([0] + [s["documents"] for s in self._segments()])
+        self._seg_starts = starts.astype(np.int64)
+        self.allowed = np.ones(len(ids), dtype=bool)
+        names = {s["name"]: i for i, s in enumerate(self._segments())}
+        tomb = self.manifest["tombstones"]
+        if tomb is not None:
+            import json
+
+            for name, rows in json.loads((self.path / tomb).read_text()).items():
+                self.allowed[starts[names[name]] + np.asarray(rows, dtype=np.int64)] = False
+        self._id_to_row = {ids[r]: r for r in np.flatnonzero(self.allowed).tolist()}
+        self._live_rows = np.flatnonzero(self.allowed)
+        self._filter = None if self.allowed.all() else self.allowed
+
+    def _layout(self) -> TableLayout:
+        from indexing._segment import record_offsets
+
+        offs, segs, paths, sizes = [], [], [], []
+        for i, seg in enumerate(self._segments()):
+            lo, hi = self._seg_starts[i], self._seg_starts[i + 1]
+            ro = record_offsets(self._lengths[lo:hi], self.dim, self.config.table_dtype,
+                                self.config.record_alignment)
+            offs.append(ro[:-1])
+            segs.append(np.full(hi - lo, i, dtype=np.int32))
+            rel = f"{SEGMENTS_DIR}/{seg['name']}/{TOKENS_FILE}"
+            paths.append(self.path / rel)
+            sizes.append(int(self.manifest["files"][rel]["size"]))
+        return TableLayout(
+            paths=paths, dim=self.dim, dtype=self.config.table_dtype,
+            alignment=self.config.record_alignment, lengths=self._lengths,
+            offsets=np.concatenate(offs) if offs else np.zeros(0, np.int64),
+            segment=np.concatenate(segs) if segs else np.zeros(0, np.int32), file_sizes=sizes,
+        )
+
+    def _load_first_stage(self) -> SegmentedFirstStage:
+        """Consecutive exact segments share one FDE matrix; faiss segments load their file."""
+        from serving._first_stage_faiss import FaissFirstStage
+
+        parts: list[tuple[int, Any]] = []
+        pending: list[np.ndarray] = []
+        pending_base = 0
+        for i, seg in enumerate(self._segments()):
+            base = int(self._seg_starts[i])
+            if seg["first_stage"] == "exact":
+                if not pending:
+                    pending_base = base
+                pending.append(np.asarray(open_fdes(self._seg_dir(seg))[:], dtype=np.float32))
+                continue
+            if pending:
+                parts.append((pending_base, ExactFirstStage(np.concatenate(pending))))
+                pending = []
+            parts.append((base, FaissFirstStage(
+                self._seg_dir(seg) / FIRST_STAGE_FILE, seg["first_stage"], self.config.first_stage
+            )))
+        if pending:
+            parts.append((pending_base, ExactFirstStage(np.concatenate(pending))))
+        return SegmentedFirstStage(parts, len(self.ids))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def num_documents(self) -> int:
+        """Live (not deleted) documents."""
+        return int(self._live_rows.shape[0])
+
+    @property
+    def encoder(self) -> Any:
+        """The index's encoder, loaded on first use from the manifest identity."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self._load_encoder()
+            return self._encoder
+
+    def _load_encoder(self) -> Any:
+        identity = self.manifest["encoder"]
+        if identity is None:
+            raise ConfigError(
+                f"{self.path}: the index was built from vectors without an encoder; pass "
+                "encoder= to Searcher.open to search texts, or search with MultiVectors"
+            )
+        import encoders
+        from mvr.errors import MVRError
+
+        name = identity.get("name", "default")
+        options = {}
+        if name == "default":  # the token budgets are part of the identity
+            cfg = identity.get("config") or {}
+            for side, key in (("query", "query_maxlen"), ("document", "doc_maxlen")):
+                if isinstance(cfg.get(side), dict) and "max_length" in cfg[side]:
+                    options[key] = cfg[side]["max_length"]
+        try:
+            enc = encoders.load(name, **options)
+        except (MVRError, OSError) as e:
+            raise EncoderMismatchError(
+                f"cannot load the encoder {name!r} recorded in {self.path}/manifest.json ({e}); "
+                "pass encoder= to Searcher.open"
+            ) from e
+        self._check_encoder(enc)
+        return enc
+
+    def _check_encoder(self, encoder: Any) -> None:
+        expected = self.manifest["encoder"]
+        if encoder.dim != self.dim:
+            raise EncoderMismatchError(
+                f"encoder dim: expected {self.dim} (index {self.path}), got {encoder.dim}"
+            )
+        if expected is not None and encoder.identity != expected:
+            diff = sorted(k for k in set(expected) | set(encoder.identity)
+                          if expected.get(k) != encoder.identity.get(k))
+            raise EncoderMismatchError(
+                f"encoder identity differs from the one index {self.path} was built with "
+                f"(keys {diff}): expected {expected!r}, got {encoder.identity!r}"
+            )
+
+    # ------------------------------------------------------------------ stages
+    def _query_vectors(self, queries: Any) -> MultiVectors:
+        if isinstance(queries, str):
+            queries = [queries]
+        if isinstance(queries, MultiVectors):
+            mv = queries
+        elif isinstance(queries, Sequence) and queries and all(isinstance(q, str) for q in queries):
+            mv = self.encoder.encode_queries(list(queries))
+        elif isinstance(queries, Sequence) and len(queries) == 0:
+            raise EmptyInputError("queries: expected at least one query, got none")
+        else:
+            from mvr._multivectors import as_multivectors
+
+            try:
+                mv = as_multivectors(queries, dim=self.dim, name="queries")
+            except InvalidVectorsError as e:
+                raise InvalidVectorsError(
+                    f"queries: expected a list of texts or MultiVectors; {e}"
+                ) from e
+        if mv.dim != self.dim:
+            raise DimensionMismatchError(f"queries: expected dim {self.dim}, got {mv.dim}")
+        mv.require_nonempty("query")
+        return mv
+
+    def _query_fdes(self, q: MultiVectors) -> np.ndarray:
+        from mvr._fde import encode_query_fdes
+
+        return np.asarray(encode_query_fdes(q.astype(np.float32), self._query_fde_config), np.float32)
+
+    def _first_stage(self, qf: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.first_stage.search(qf, n, allowed=self._filter)
+
+    def _fetch(self, rows: np.ndarray, prefetched: dict[int, Any] | None = None) -> MultiVectors:
+        if prefetched is None:
+            return self.store.get(rows)
+        return self.store.get(rows, prefetched=prefetched)
+
+    def _prefetch(self, qf: np.ndarray, n: int) -> dict[int, Any] | None:
+        """SSD mode: start reading the coarse pass's top rows (None in other modes)."""
+        if self._prefetcher is None:
+            return None
+        return self._prefetcher.start(qf, n, allowed=self._filter)
+
+    def _score(self, q: MultiVectors, docs: MultiVectors, cand_offsets: np.ndarray) -> np.ndarray:
+        from mvr._maxsim import maxsim_candidates
+
+        return np.asarray(maxsim_candidates(q, docs, cand_offsets), dtype=np.float32)
+
+    def _top_k(
+        self, flat_scores: np.ndarray, flat_rows: np.ndarray, cand_offsets: np.ndarray, k: int
+    ) -> tuple[list[list[str]], list[np.ndarray]]:
+        ids, scores = [], []
+        for i in range(len(cand_offsets) - 1):
+            lo, hi = cand_offsets[i], cand_offsets[i + 1]
+            s, r = top_n(flat_scores[None, lo:hi], k, flat_rows[lo:hi])
+            keep = r[0] >= 0
+            ids.append([self.ids[j] for j in r[0][keep].tolist()])
+            scores.append(s[0][keep])
+        return ids, scores
+
+    def _rerank_rows(
+        self, q: MultiVectors, rows: np.ndarray, k: int, timings: dict[str, float],
+        prefetched: dict[int, Any] | None = None,
+    ) -> SearchResults:
+        """Exact MaxSim of each query against its candidate rows (shape (n_q, N), -1 pads).
+
+        Queries are re-ranked in groups whose candidates' token vectors fit in
+        ``_RERANK_BYTES``, so a large batch never materialises all its candidates at once.
+        ``prefetched`` (SSD mode) maps rows to reads already started by the coarse pass.
+        """
+        ids: list[list[str]] = []
+        scores: list[np.ndarray] = []
+        for lo, hi in self._rerank_groups(rows):
+            t = time.perf_counter()
+            sub = rows[lo:hi]
+            valid = sub >= 0
+            flat_rows = sub[valid]
+            cand_offsets = np.zeros(hi - lo + 1, dtype=np.int64)
+            np.cumsum(valid.sum(axis=1), out=cand_offsets[1:])
+            docs = self._fetch(flat_rows, prefetched)
+            t = _tick(timings, "fetch", t)
+            flat_scores = self._score(q[lo:hi], docs, cand_offsets)
+            t = _tick(timings, "maxsim", t)
+            g_ids, g_scores = self._top_k(flat_scores, flat_rows, cand_offsets, k)
+            ids += g_ids
+            scores += g_scores
+            _tick(timings, "top_k", t)
+        return SearchResults(ids=ids, scores=scores, timings=timings)
+
+    def _rerank_groups(self, rows: np.ndarray) -> list[tuple[int, int]]:
+        """Consecutive query ranges whose candidate vectors stay under ``_RERANK_BYTES``."""
+        per_token = self.dim * (2 if self.config.table_dtype == "float16" else 4)
+        lens = np.where(rows >= 0, self._lengths[np.maximum(rows, 0)], 0)
+        nbytes = lens.sum(axis=1) * per_token
+        groups, start, acc = [], 0, 0
+        for i, b in enumerate(nbytes.tolist()):
+            if i > start and acc + b > _RERANK_BYTES:
+                groups.append((start, i))
+                start, acc = i, 0
+            acc += b
+        groups.append((start, len(nbytes)))
+        return groups
+
+    # ------------------------------------------------------------------ public API
+    def search(
+        self, queries: Any, *, k: int = 10, candidates: int | None = None, rerank: bool = True
+    ) -> SearchResults:
+        """Top-``k`` documents per query.
+
+        Parameters
+        ----------
+        queries : list of str or MultiVectors
+            Texts (encoded with the index's encoder) or query token vectors
+            (shape: (total_tokens, dim) + offsets).
+        k : int
+            Results per query.
+        candidates : int, optional
+            First-stage candidates N re-ranked per query (default from the index config,
+            at least ``k``).
+        rerank : bool
+            False returns the first-stage ranking (FDE inner products).
+        """
+        _check_k(k, "k")
+        n = self.config.default_candidates if candidates is None else candidates
+        _check_k(n, "candidates")
+        n = max(n, k)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        q = self._query_vectors(queries)
+        t = _tick(timings, "encode", t)
+        qf = self._query_fdes(q)
+        t = _tick(timings, "query_fde", t)
+        handle = self._prefetch(qf, n) if rerank else None
+        t = _tick(timings, "coarse_prefetch", t) if handle is not None else t
+        fs_scores, fs_rows = self._first_stage(qf, n if rerank else k)
+        _tick(timings, "first_stage", t)
+        if rerank:
+            res = self._rerank_rows(q, fs_rows, k, timings, handle)
+        else:
+            flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
+            ids, scores = self._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
+            res = SearchResults(ids=ids, scores=scores, timings=timings)
+        self._count(len(q), timings)
+        return res
+
+    def search_stream(
+        self, batches: Any, *, k: int = 10, candidates: int | None = None
+    ) -> Iterator[SearchResults]:
+        """:meth:`search` over an iterable of query batches, pipelined: the first stage
+        (and prefetch) of the next batch overlaps the re-ranking of the current one.
+        Yields one SearchResults per batch, in order, equal to ``search(batch)``'s."""
+        return search_stream(self, batches, k=k, candidates=candidates)
+
+    def rerank(self, queries: Any, doc_ids: list[list[str]], *, k: int | None = None) -> SearchResults:
+        """Exact MaxSim of each query against the given documents (all of them when ``k``
+        is None). Unknown or deleted ids raise :class:`DocumentNotFoundError`."""
+        q = self._query_vectors(queries)
+        if len(doc_ids) != len(q):
+            raise ConfigError(f"doc_ids: expected one list per query ({len(q)}), got {len(doc_ids)}")
+        missing = sorted({d for ds in doc_ids for d in ds if d not in self._id_to_row})
+        if missing:
+            raise DocumentNotFoundError(
+                f"{len(missing)} document id(s) not in the index (or deleted): {missing[:20]}"
+            )
+        width = max((len(ds) for ds in doc_ids), default=0)
+        rows = np.full((len(q), max(width, 1)), -1, dtype=np.int64)
+        for i, ds in enumerate(doc_ids):
+            rows[i, : len(ds)] = [self._id_to_row[d] for d in ds]
+        res = self._rerank_rows(q, rows, width if k is None else k, {})
+        return res
+
+    def exhaustive(self, queries: Any, *, k: int = 10) -> SearchResults:
+        """Exact MaxSim over every live document (the reference the first stage is measured
+        against), in blocks of rows."""
+        from mvr._maxsim import maxsim
+
+        _check_k(k, "k")
+        q = self._query_vectors(queries)
+        t = time.perf_counter()
+        best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        best_r = np.zeros((len(q), 0), dtype=np.int64)
+        for lo in range(0, len(self._live_rows), _EXHAUSTIVE_BLOCK):
+            rows = self._live_rows[lo : lo + _EXHAUSTIVE_BLOCK]
+            s = np.asarray(maxsim(q, self._fetch(rows)), dtype=np.float32)
+            best_s, best_r = top_n(
+                np.concatenate([best_s, s], axis=1), k,
+                np.concatenate([best_r, np.broadcast_to(rows, s.shape)], axis=1),
+            )
+        ids = [[self.ids[j] for j in r[r >= 0].tolist()] for r in best_r]
+        scores = [s[r >= 0] for s, r in zip(best_s, best_r, strict=True)]
+        timings = {"exhaustive": time.perf_counter() - t}
+        return SearchResults(ids=ids, scores=scores, timings=timings)
+
+    def get_texts(self, ids: Sequence[str]) -> list[str | None]:
+        """Stored texts of ``ids`` (None where no text was stored). Unknown ids raise
+        :class:`DocumentNotFoundError`."""
+        missing = [d for d in ids if d not in self._id_to_row]
+        if missing:
+            raise DocumentNotFoundError(
+                f"{len(missing)} document id(s) not in the index (or deleted): {missing[:20]}"
+            )
+        out: list[str | None] = []
+        for d in ids:
+            row = self._id_to_row[d]
+            seg = int(np.searchsorted(self._seg_starts, row, side="right") - 1)
+            reader = self._texts[seg]
+            out.append(None if reader is None else reader.get(row - int(self._seg_starts[seg])))
+        return out
+
+    def _count(self, n_queries: int, timings: dict[str, float]) -> None:
+        with self._lock:
+            self._stats["queries"] = self._stats.get("queries", 0) + n_queries
+            self._stats["calls"] = self._stats.get("calls", 0) + 1
+            for key, v in timings.items():
+                self._stats[f"seconds.{key}"] = self._stats.get(f"seconds.{key}", 0.0) + v
+        for key, v in timings.items():
+            self._stages.record(key, v)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, configuration and cumulative per-stage seconds."""
+        with self._lock:
+            counters = dict(self._stats)
+        store_stats = self.store.stats() if hasattr(self.store, "stats") else {}
+        return {
+            "path": str(self.path),
+            "generation": self.manifest["generation"],
+            "documents": self.num_documents,
+            "deleted": int(len(self.ids) - self.num_documents),
+            "segments": len(self.manifest["segments"]),
+            "tokens": int(self.manifest["counts"]["tokens"]),
+            "dim": self.dim,
+            "fde_dim": int(self.manifest["fde_dim"]),
+            "first_stage": self.first_stage.kinds,
+            "mode": self.mode,
+            "store": store_stats,
+            "counters": counters,
+            "stages": self._stages.percentiles(),
+        }
+
+    def close(self) -> None:
+        """Release the store and the open files (idempotent)."""
+        if getattr(self, "store", None) is not None:
+            self.store.close()
+        for r in self._texts:
+            if r is not None:
+                r.close()
+        self._texts = []
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Searcher({str(self.path)!r}, documents={self.num_documents}, "
+                f"mode={self.mode!r}, first_stage={self.first_stage.kinds})")
+
+
+def _tick(timings: dict[str, float], name: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    timings[name] = timings.get(name, 0.0) + t1 - t0
+    return t1
+
+
+def _check_k(k: Any, name: str) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"{name}: expected an int >= 1, got {k!r}")

@@ -1,0 +1,178 @@
+"""Typed request and response bodies of the HTTP API (pydantic v2).
+
+Static constraints (``k >= 1``) live here; limits that come from the server
+settings (``max_k``...) are checked in :mod:`serving.http._limits`, so that the
+error names the setting and the value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "TokenVectors",
+    "SearchRequest",
+    "SearchResponse",
+    "QueryResult",
+    "TextDocument",
+    "RerankRequest",
+    "RerankResponse",
+    "RerankHit",
+    "HealthResponse",
+    "StatsResponse",
+    "ErrorResponse",
+]
+
+#: One query's token vectors: shape (tokens, dim).
+TokenVectors = Annotated[
+    list[list[float]],
+    Field(description="Token vectors of one query, shape (tokens, dim).", min_length=1),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Body):
+    """Search the index: either query texts or query token vectors, not both."""
+
+    queries: list[str] | None = Field(
+        default=None, description="Query texts (encoded by the server's encoder).", min_length=1
+    )
+    vectors: list[TokenVectors] | None = Field(
+        default=None,
+        description="Query token vectors, one (tokens, dim) list per query; skips encoding.",
+        min_length=1,
+    )
+    k: int | None = Field(default=None, ge=1, description="Results per query (server default).")
+    candidates: int | None = Field(
+        default=None, ge=1, description="First-stage candidates re-ranked per query."
+    )
+    rerank: bool = Field(default=True, description="Re-rank candidates by exact MaxSim.")
+    return_texts: bool = Field(default=True, description="Include stored document texts.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"queries": ["what causes fever?"], "k": 5}]},
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> SearchRequest:
+        if (self.queries is None) == (self.vectors is None):
+            raise ValueError("give exactly one of 'queries' (texts) or 'vectors'")
+        return self
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.queries if self.queries is not None else self.vectors or [])
+
+
+class QueryResult(BaseModel):
+    """Ranked documents of one query, best first."""
+
+    ids: list[str]
+    scores: list[float]
+    texts: list[str | None] | None = Field(
+        default=None, description="Stored texts (null where the index stores none)."
+    )
+
+
+class SearchResponse(BaseModel):
+    results: list[QueryResult] = Field(description="One entry per query, in request order.")
+    k: int
+    candidates: int | None = Field(description="Candidates requested (null: index default).")
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Seconds per stage of the batch this request ran in."
+    )
+    batch_size: int = Field(default=0, description="Queries in the batch this request ran in.")
+
+
+class TextDocument(_Body):
+    """A document given by its text (re-ranked after encoding by the server)."""
+
+    text: str
+    id: str | None = Field(default=None, description="Echoed back in the result.")
+
+
+class RerankRequest(_Body):
+    """Re-order documents by exact MaxSim against one query.
+
+    ``documents`` are either ids of indexed documents (scored from the index's
+    re-ranking table) or ``{"text": ...}`` objects (encoded by the server).
+    """
+
+    query: str | None = Field(default=None, description="The query text.")
+    vectors: TokenVectors | None = Field(
+        default=None, description="The query's token vectors (tokens, dim) instead of text."
+    )
+    documents: list[str] | list[TextDocument] = Field(
+        min_length=1, description="Document ids, or objects with a 'text'."
+    )
+    k: int | None = Field(default=None, ge=1, description="Keep the best k (default: all).")
+    return_texts: bool = Field(default=False, description="Include stored texts (ids only).")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "what causes fever?", "documents": ["doc-1", "doc-7"]},
+                {"query": "what causes fever?", "documents": [{"text": "Fever is..."}]},
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_query(self) -> RerankRequest:
+        if (self.query is None) == (self.vectors is None):
+            raise ValueError("give exactly one of 'query' (text) or 'vectors'")
+        return self
+
+    @property
+    def by_text(self) -> bool:
+        return isinstance(self.documents[0], TextDocument)
+
+
+class RerankHit(BaseModel):
+    id: str | None = Field(description="Document id (null for a text given without id).")
+    index: int = Field(description="Position of the document in the request.")
+    score: float = Field(description="Exact MaxSim score.")
+    text: str | None = None
+
+
+class RerankResponse(BaseModel):
+    results: list[RerankHit] = Field(description="Documents, best first.")
+    timings: dict[str, float] = Field(default_factory=dict)
+    batch_size: int = Field(default=0, description="Requests in the batch this one ran in.")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="'ok' while the index is loaded.")
+    index_loaded: bool
+    num_documents: int | None = None
+    dim: int | None = None
+
+
+class StatsResponse(BaseModel):
+    uptime_s: float
+    requests: dict[str, dict[str, int]] = Field(
+        description="Per route, the count of responses by status code."
+    )
+    latency_ms: dict[str, dict[str, float]] = Field(
+        description="Per route: p50, p95, p99, mean over the latest requests."
+    )
+    batching: dict[str, float] = Field(description="Batches, mean size, queue depth, rejections.")
+    searcher: dict = Field(description="The searcher's own counters (Searcher.stats()).")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What was wrong, naming the expected and the actual value.")
+    error: str = Field(description="Error class, e.g. DocumentNotFoundError or LimitExceeded.")
+    missing_ids: list[str] | None = Field(
+        default=None, description="For 404: the document ids not in the index."
+    )
+    errors: list[dict] | None = Field(
+        default=None, description="For a malformed body (422): each field's problem."
+    )

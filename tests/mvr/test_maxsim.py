@@ -1,0 +1,169 @@
+"""Exact MaxSim against a brute-force loop over raw vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mvr
+from mvr import MultiVectors, maxsim, maxsim_candidates
+from mvr.errors import DimensionMismatchError, EmptyInputError, InvalidVectorsError
+
+
+def _ragged(rng: np.random.Generator, n: int, lo: int, hi: int, dim: int, shift: float = 0.0):
+    return [
+        (rng.standard_normal((int(rng.integers(lo, hi + 1)), dim)) + shift).astype(np.float32)
+        for _ in range(n)
+    ]
+
+
+def _brute(queries, documents) -> np.ndarray:
+    """Obviously correct: per pair, every token dot product, max per query token, sum (float64)."""
+    out = np.zeros((len(queries), len(documents)))
+    for i, q in enumerate(queries):
+        for j, d in enumerate(documents):
+            sims = np.asarray(q, np.float64) @ np.asarray(d, np.float64).T  # (t_q, t_d)
+            out[i, j] = sims.max(axis=1).sum()
+    return out
+
+
+def test_matches_brute_force_ragged() -> None:
+    rng = np.random.default_rng(0)
+    queries = _ragged(rng, 6, 1, 20, 16)
+    documents = _ragged(rng, 40, 1, 50, 16)
+    got = maxsim(queries, documents)
+    assert got.shape == (6, 40) and got.dtype == np.float32
+    np.testing.assert_allclose(got, _brute(queries, documents), rtol=1e-5, atol=1e-4)
+
+
+def test_negative_similarities_padding_never_wins() -> None:
+    # Every dot product is negative: a zero-padded token (dot 0) would win every max.
+    rng = np.random.default_rng(1)
+    direction = rng.standard_normal(8)
+    queries = [np.abs(rng.standard_normal((t, 8))) * np.sign(direction) for t in (3, 7)]
+    documents = [-np.abs(rng.standard_normal((t, 8))) * np.sign(direction) for t in (1, 9, 4, 30)]
+    queries = [q.astype(np.float32) for q in queries]
+    documents = [d.astype(np.float32) for d in documents]
+    want = _brute(queries, documents)
+    assert (want < 0).all()
+    np.testing.assert_allclose(maxsim(queries, documents), want, rtol=1e-5, atol=1e-4)
+    flat = maxsim_candidates(queries, documents, [0, 1, 4])
+    np.testing.assert_allclose(flat, [want[0, 0], want[1, 1], want[1, 2], want[1, 3]], rtol=1e-5)
+
+
+def test_blocks_across_many_documents_and_long_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tiny blocks force the document and query blocking paths, including items
+    # longer than a block.
+    from mvr import _maxsim
+
+    monkeypatch.setattr(_maxsim, "_DOC_BLOCK_BYTES", 256 * 4 * 4)
+    monkeypatch.setattr(_maxsim, "_SIMS_BLOCK_BYTES", 256 * 4 * 9)
+    rng = np.random.default_rng(2)
+    queries = _ragged(rng, 9, 1, 12, 4, shift=-0.3)
+    documents = _ragged(rng, 70, 1, 400, 4, shift=0.2)
+    want = _brute(queries, documents)
+    np.testing.assert_allclose(maxsim(queries, documents), want, rtol=1e-5, atol=1e-4)
+    cand = np.array([0, 10, 10, 40, 41, 41, 50, 60, 65, 70])
+    got = maxsim_candidates(queries, documents, cand)
+    expect = np.concatenate([want[q, cand[q] : cand[q + 1]] for q in range(9)])
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-4)
+
+
+def test_float16_inputs_accumulate_in_float32() -> None:
+    rng = np.random.default_rng(3)
+    queries = [q.astype(np.float16) for q in _ragged(rng, 4, 1, 32, 64)]
+    documents = [d.astype(np.float16) for d in _ragged(rng, 25, 1, 90, 64)]
+    # subnormal, zero and signed-zero halves go through the conversion too
+    documents[0][0, :4] = np.array([6e-8, -6e-8, 0.0, -0.0], np.float16)
+    want = _brute(queries, documents)  # the float16 values, exactly, in float64
+    got = maxsim(MultiVectors.from_arrays(queries), MultiVectors.from_arrays(documents))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    mixed = maxsim([q.astype(np.float32) for q in queries], documents)
+    np.testing.assert_allclose(mixed, want, rtol=1e-5, atol=1e-3)
+
+
+def test_f16_conversion_is_exact_for_every_half() -> None:
+    from mvr._maxsim import _f16_to_f32
+
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    halves = bits.view(np.float16)
+    finite = np.isfinite(halves)
+    out = np.empty(int(finite.sum()), np.float32)
+    _f16_to_f32(bits[finite], out)
+    assert np.array_equal(out.view(np.uint32), halves[finite].astype(np.float32).view(np.uint32))
+
+
+def test_candidates_form_matches_all_pairs() -> None:
+    rng = np.random.default_rng(4)
+    queries = MultiVectors.from_arrays(_ragged(rng, 5, 2, 10, 12))
+    pool = _ragged(rng, 30, 1, 40, 12)
+    picks = [rng.choice(30, size=k, replace=False) for k in (3, 0, 30, 1, 7)]
+    documents = [pool[j] for p in picks for j in p]
+    cand = np.concatenate([[0], np.cumsum([len(p) for p in picks])])
+    full = maxsim(queries, pool)
+    got = maxsim_candidates(queries, documents, cand)
+    expect = np.concatenate([full[q, p] for q, p in enumerate(picks)])
+    assert got.shape == (len(documents),) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-5)
+
+
+def test_empty_document_batch_gives_empty_scores() -> None:
+    q = [np.ones((2, 3), np.float32)]
+    assert maxsim(q, []).shape == (1, 0)
+    assert maxsim_candidates(q, MultiVectors.empty(3), [0, 0]).shape == (0,)
+
+
+def test_exported_from_mvr() -> None:
+    assert mvr.maxsim is maxsim and "maxsim_candidates" in mvr.__all__
+
+
+def test_dim_mismatch_names_both() -> None:
+    with pytest.raises(DimensionMismatchError, match=r"dim 5 .* dim 4"):
+        maxsim([np.ones((2, 4), np.float32)], [np.ones((3, 5), np.float32)])
+
+
+@pytest.mark.parametrize("which", ["query", "document"])
+def test_zero_token_item_names_its_index(which: str) -> None:
+    ok = [np.ones((2, 4), np.float32)] * 3
+    bad = [ok[0], ok[0], np.zeros((0, 4), np.float32)]
+    args = (bad, ok) if which == "query" else (ok, bad)
+    with pytest.raises(EmptyInputError, match=rf"{which} 2 has 0 tokens"):
+        maxsim(*args)
+
+
+def test_no_queries_is_an_error() -> None:
+    with pytest.raises(EmptyInputError):
+        maxsim(MultiVectors.empty(4), [np.ones((2, 4), np.float32)])
+
+
+def test_non_finite_and_non_2d_inputs() -> None:
+    bad = np.ones((2, 4), np.float32)
+    bad[1, 2] = np.nan
+    with pytest.raises(InvalidVectorsError, match="non-finite"):
+        maxsim([np.ones((2, 4), np.float32)], [bad])
+    with pytest.raises(InvalidVectorsError, match="2-D"):
+        maxsim([np.ones(4, np.float32)], [np.ones((2, 4), np.float32)])
+
+
+@pytest.mark.parametrize(
+    ("offsets", "match"),
+    [
+        ([0, 2], r"shape \(3,\)"),
+        ([0, 1, 3], "end at len"),
+        ([1, 2, 2], "start at 0"),
+        ([0.0, 1.0, 2.0], "integers"),
+    ],
+)
+def test_bad_candidate_offsets(offsets, match: str) -> None:
+    q = [np.ones((2, 4), np.float32)] * 2
+    d = [np.ones((1, 4), np.float32)] * 2
+    with pytest.raises(InvalidVectorsError, match=match):
+        maxsim_candidates(q, d, offsets)
+
+
+def test_decreasing_candidate_offsets() -> None:
+    q = [np.ones((2, 4), np.float32)] * 3
+    d = [np.ones((1, 4), np.float32)] * 2
+    with pytest.raises(InvalidVectorsError, match="non-decreasing"):
+        maxsim_candidates(q, d, [0, 2, 1, 2])

@@ -1,0 +1,106 @@
+"""A real ``mvr serve`` process (python -m mvr.cli serve) on 127.0.0.1, started by the test."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def vector_index(tmp_path_factory):
+    """An index built from token vectors (no encoder), with texts stored."""
+    from indexing import build_index
+    from mvr import PoolingConfig
+    from mvr._index_config import IndexConfig
+
+    rng = np.random.default_rng(1)
+    docs = []
+    for i in range(30):
+        x = rng.standard_normal((int(rng.integers(2, 9)), DIM)).astype(np.float32)
+        docs.append((f"doc-{i}", f"text of doc {i}", x / np.linalg.norm(x, axis=1, keepdims=True)))
+    path = tmp_path_factory.mktemp("served") / "index"
+    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=8)
+    build_index(path, docs, None, config, progress=False)
+    return path, docs
+
+
+def _start(index: Path, *args: str, env: dict[str, str] | None = None):
+    cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--port", "0", *args]
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, **(env or {})})
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1)), lines
+    proc.kill()
+    proc.communicate(timeout=10)
+    raise AssertionError("server did not start:\n" + "".join(lines))
+
+
+def test_mvr_serve_process_answers_and_stops(vector_index):
+    index, docs = vector_index
+    proc, port, lines = _start(index, "--batch-window-ms", "1", env={"MVR_API_KEY": "k3y", "MVR_MAX_K": "20"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as c:
+            for _ in range(50):  # poll until ready
+                try:
+                    if c.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            assert c.get("/health").json()["num_documents"] == 30
+            q = docs[4][2][:2]
+            body = {"vectors": [q.tolist()], "k": 3, "candidates": 30}
+            assert c.post("/search", json=body).status_code == 401
+            r = c.post("/search", json=body, headers={"X-API-Key": "k3y"})
+            assert r.status_code == 200, r.text
+            res = r.json()["results"][0]
+            exact = [float((q @ d[2].astype(np.float16).astype(np.float32).T).max(1).sum())
+                     for d in docs]
+            want = [docs[i][0] for i in np.argsort(exact)[::-1][:3]]
+            assert res["ids"] == want
+            assert res["texts"] == [f"text of {w.replace('-', ' ')}" for w in want]
+            r = c.post("/search", json={**body, "k": 21}, headers={"X-API-Key": "k3y"})
+            assert r.status_code == 422 and "max_k: got 21" in r.json()["detail"]  # from the env
+            # the index records no encoder: a text query is a client error, not a 500
+            r = c.post("/search", json={"queries": ["hello"]}, headers={"X-API-Key": "k3y"})
+            assert r.status_code == 422 and "encoder" in r.json()["detail"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught
+    assert proc.returncode in (0, -signal.SIGTERM), "".join(lines) + out
+    assert "Application shutdown complete" in out
+
+
+def test_mvr_serve_refuses_a_directory_without_index(tmp_path):
+    from typer.testing import CliRunner
+
+    from mvr.cli import app
+
+    r = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", "0"])
+    assert r.exit_code != 0
+    assert "manifest.json" in r.output
+    r = CliRunner().invoke(app, ["serve", str(tmp_path), "--mode", "tape"])
+    assert r.exit_code != 0 and "mode" in r.output
