@@ -35,6 +35,7 @@ from mvr.errors import (
     DimensionMismatchError,
     EmptyInputError,
     EncoderMismatchError,
+    IncompleteIndexError,
     IndexNotFoundError,
     InvalidVectorsError,
 )
@@ -421,6 +422,10 @@ def _open_session(
         old = read_manifest(root)
     except IndexNotFoundError:
         old = None
+    except IncompleteIndexError:
+        if not overwrite:
+            raise  # its message says how to resume
+        old = None  # overwrite: the interrupted build is discarded below
     if old is not None and not overwrite:
         raise ConfigError(
             f"{root} already holds an index (generation {old['generation']}); pass overwrite=True "

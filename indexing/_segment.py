@@ -27,7 +27,7 @@ import numpy as np
 
 from mvr._multivectors import MultiVectors
 from mvr.errors import CorruptIndexError
-from mvr.format import TOKENS_FILE, aligned_offsets, encode_records, record_nbytes
+from mvr.format import TOKENS_FILE, aligned_offsets, record_nbytes
 
 __all__ = [
     "IDS_FILE",
@@ -59,6 +59,42 @@ def record_offsets(lengths: np.ndarray, dim: int, dtype: str, alignment: int) ->
     """Byte offset of every record in ``tokens.bin``. Shape: (n + 1,); last = end of data."""
     nbytes = np.asarray(record_nbytes(np.asarray(lengths, np.int64), dim, dtype), np.int64)
     return aligned_offsets(nbytes, alignment)
+
+
+_GROW_CHUNKS = 32  # the FDE array grows this many chunks ahead of the appended rows
+
+
+def _pack_records(
+    vectors: np.ndarray, lengths: np.ndarray, dim: int, dtype: str, alignment: int, start: int
+) -> bytes:
+    """The bytes :func:`mvr.format.encode_records` gives, each record placed at its aligned
+    offset from ``start`` and zero-padded (also at the end, so the next batch starts
+    aligned); one vectorised encoding of the whole batch. Shape of ``vectors``: (total, dim)."""
+    nbytes = np.asarray(record_nbytes(lengths, dim, dtype), np.int64)
+    offs = aligned_offsets(nbytes, alignment, start) - start
+    if dtype == "float16":
+        flat = np.ascontiguousarray(vectors, dtype="<f2").reshape(-1).view(np.uint8)
+        if offs[0] == 0 and np.array_equal(offs[1:-1], np.cumsum(nbytes)[:-1]):
+            pad = int(offs[-1] - nbytes.sum())  # records back to back: one copy
+            return flat.tobytes() + b"\0" * pad
+        parts = [flat]
+    else:
+        block = np.asarray(vectors, dtype=np.float32)
+        amax = np.abs(block).max(axis=1) if block.size else np.zeros(len(block), np.float32)
+        scale = np.where(amax > 0, amax / 127.0, 1.0).astype("<f4")
+        q = np.clip(np.rint(block / scale[:, None]), -127, 127).astype(np.int8)
+        parts = [q.reshape(-1).view(np.uint8), scale.view(np.uint8)]
+    out = np.zeros(int(offs[-1]), dtype=np.uint8)
+    tok = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=tok[1:])
+    row_bytes = [dim * 2] if dtype == "float16" else [dim, 4]
+    for i in range(len(lengths)):
+        pos = int(offs[i])
+        for part, rb in zip(parts, row_bytes, strict=True):
+            a, b = int(tok[i]) * rb, int(tok[i + 1]) * rb
+            out[pos : pos + b - a] = part[a:b]
+            pos += b - a
+    return out.tobytes()
 
 
 class SegmentWriter:
@@ -96,6 +132,8 @@ class SegmentWriter:
         if store_text:
             names += [TEXTS_FILE, TEXT_LENGTHS_FILE]
         self._files = {n: open(self.dir / n, "ab") for n in names}  # noqa: SIM115
+        self._dirty_chunks: set[int] = set()
+        self._meta_dirty = True
         fde_path = self.dir / FDE_DIR
         if (fde_path / "zarr.json").exists():
             self._fde = zarr.open_array(str(fde_path), mode="r+")
@@ -119,22 +157,10 @@ class SegmentWriter:
 
     def append_tokens(self, pooled: MultiVectors) -> None:
         f = self._files[TOKENS_FILE]
-        lengths = pooled.lengths
-        records = encode_records(pooled.vectors, lengths, self.table_dtype)
+        lengths = np.asarray(pooled.lengths, dtype=np.int64)
         start = f.tell()
-        offs = aligned_offsets(
-            np.fromiter((len(r) for r in records), np.int64, len(records)), self.alignment, start
-        )
-        parts: list[bytes] = []
-        pos = start
-        for r, o in zip(records, offs[:-1], strict=True):
-            if o > pos:
-                parts.append(b"\0" * int(o - pos))
-            parts.append(r)
-            pos = int(o) + len(r)
-        if offs[-1] > pos:  # pad the end so the next batch starts aligned
-            parts.append(b"\0" * int(offs[-1] - pos))
-        f.write(b"".join(parts))
+        f.write(_pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,
+                              self.alignment, start))
         self._files[LENGTHS_FILE].write(lengths.astype("<i8").tobytes())
 
     def append_ids(self, ids: Sequence[str], texts: Sequence[str | None] | None) -> None:
@@ -151,8 +177,12 @@ class SegmentWriter:
     def append_fdes(self, fdes: np.ndarray) -> None:
         n = self.num_documents
         m = fdes.shape[0]
-        self._fde.resize((n + m, self.fde_dim))
+        rows = self._fde.chunks[0]
+        if self._fde.shape[0] < n + m:  # grow ahead: zarr.json is rewritten every _GROW chunks
+            self._fde.resize((n + m + _GROW_CHUNKS * rows, self.fde_dim))
+            self._meta_dirty = True
         self._fde[n : n + m] = np.asarray(fdes, dtype=np.float32)
+        self._dirty_chunks.update(range(n // rows, (n + m - 1) // rows + 1) if m else ())
 
     # ------------------------------------------------------------------ commits
     def commit(self) -> dict[str, Any]:
@@ -160,11 +190,38 @@ class SegmentWriter:
         for f in self._files.values():
             f.flush()
             os.fsync(f.fileno())
+        self._fsync_fde_chunks()
         return {
             "documents": self.num_documents,
             "tokens": self.num_tokens,
             "sizes": {n: f.tell() for n, f in self._files.items()},
         }
+
+    def _fsync_fde_chunks(self) -> None:
+        """fsync the FDE chunk files written since the last commit (and their folders), and
+        the metadata when a resize rewrote it."""
+        from mvr._manifest import fsync_dir
+
+        root = self.dir / FDE_DIR
+        paths = [root / "c" / str(i) / "0" for i in sorted(self._dirty_chunks)]
+        dirs = {p.parent for p in paths}
+        if paths:
+            dirs.add(root / "c")
+        if self._meta_dirty:
+            paths.append(root / "zarr.json")
+            dirs.add(root)
+        for p in paths:
+            if p.exists():
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        for d in sorted(dirs):
+            if d.exists():
+                fsync_dir(d)
+        self._dirty_chunks.clear()
+        self._meta_dirty = False
 
     def truncate_to(self, state: dict[str, Any]) -> None:
         """Roll every file back to a committed ``state`` (from :meth:`commit`)."""
@@ -186,8 +243,12 @@ class SegmentWriter:
                 f"{self.num_documents}, got {self._fde.shape[0]}"
             )
         self._fde.resize((self.num_documents, self.fde_dim))
+        self._meta_dirty = True
 
     def close(self) -> None:
+        """Close the files and trim the FDE array to the appended rows (it grows ahead)."""
+        if self._files and self._fde.shape[0] != self.num_documents:
+            self._fde.resize((self.num_documents, self.fde_dim))
         for f in self._files.values():
             f.close()
         self._files = {}

@@ -28,7 +28,7 @@ import numpy as np
 
 NS = [10, 20, 50, 100, 200, 300, 500]  # end-to-end grid of the main index (pf2, exact)
 NS_OTHERS = [100, 200, 500]  # end-to-end grid of the other indexes (re-ranking is the cost)
-CAND_NS = [10, 50, 100, 200, 500, 1000]
+CAND_NS = [10, 50, 100, 200, 500, 600, 700, 800, 900, 1000]
 
 
 def build(path: Path, enc: Any, pool_factor: int, kind: str, force: bool) -> dict[str, Any]:

@@ -165,6 +165,23 @@ def test_resume_after_failure_at_each_stage(
     assert _snapshot(tmp_path) == expected
 
 
+def test_interrupted_build_refused_unless_resumed_or_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_build  # type: ignore[no-untyped-def]
+) -> None:
+    items, cfg, expected = clean_build
+    owner, name, n = STAGES[0]
+    with monkeypatch.context() as mp:
+        _fail_on_call(mp, owner, name, n)
+        with pytest.raises(_Boom):
+            build_index(tmp_path, items, None, cfg, progress=False)
+    # a plain build must not silently throw the interrupted one away
+    with pytest.raises(IncompleteIndexError, match="--resume"):
+        build_index(tmp_path, items, None, cfg, progress=False)
+    build_index(tmp_path, items, None, cfg, overwrite=True, progress=False)
+    assert not (tmp_path / ".build").exists()
+    assert _snapshot(tmp_path) == expected
+
+
 def test_resume_refuses_another_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = clustered_docs(120, seed=2)
     cfg = small_config(batch_size=30)

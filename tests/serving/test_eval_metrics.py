@@ -1,4 +1,5 @@
-"""Evaluation building blocks: judged metrics (ranx) vs hand computation, candidate
+"""Evaluation building blocks: judged metrics (trec_eval via pytrec-eval-terrier) against
+hand computation and textbook definitions, candidate
 recall vs a brute-force count, TREC run files and the results cache."""
 
 from __future__ import annotations
