@@ -61,7 +61,7 @@ def demo_command(
     index_dir: Annotated[Path, typer.Option("--dir", help="Where the demo index goes")] = Path(
         ".cache/demo-index"),
     k: Annotated[int, typer.Option("-k", help="Results shown per question")] = 5,
-    candidates: Annotated[int, typer.Option(help="First-stage candidates re-ranked")] = 100,
+    candidates: Annotated[int, typer.Option(help="First-stage candidates re-ranked")] = 500,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if the demo index exists")] = False,
 ) -> None:
     """Index the Python standard library's docs, ask a few questions, print recall."""
