@@ -104,8 +104,8 @@ def format_report(report: dict[str, Any]) -> str:
     gap = report["gap"]
     tail = (
         f"End-to-end Recall@{k} vs exhaustive at N={e2e['candidates']}: "
-        f"{e2e[f'recall@{k}_vs_exhaustive']:.4f}. nDCG@10 gap to exhaustive: "
-        f"{gap['ndcg@10']:+.4f} ({gap['ndcg@10_relative']:+.2%} relative)."
+        f"{e2e[f'recall@{k}_vs_exhaustive']:.4f}. nDCG@10 below exhaustive by "
+        f"{gap['ndcg@10']:.4f} ({gap['ndcg@10_relative']:.2%} relative; negative = above)."
     )
     return "\n\n".join(
         [
