@@ -13,7 +13,6 @@ Several ``--vectors`` directories (e.g. an fp32 and a bf16 encoding) are compare
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -26,14 +25,7 @@ if str(ROOT) not in sys.path:
 
 import encoders  # noqa: E402
 import mvr  # noqa: E402
-
-
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return qrels
+from indexing.corpus import load_beir  # noqa: E402
 
 
 def exhaustive_run(vectors_dir: Path, k: int = 100) -> tuple[dict[str, dict[str, float]], float]:
@@ -65,7 +57,7 @@ def main() -> None:
         "--vectors", type=Path, nargs="+", default=[ROOT / ".cache" / "vectors" / "scifact"]
     )
     args = parser.parse_args()
-    qrels = read_qrels(args.dataset / "qrels" / "test.tsv")
+    qrels = load_beir(args.dataset, "test").qrels
     rows = []
     for vectors_dir in args.vectors:
         run, seconds = exhaustive_run(vectors_dir)

@@ -18,7 +18,6 @@ better setting is the default of ``mvr.PoolingConfig.normalize``.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -34,16 +33,8 @@ from scipy.stats import ttest_rel  # noqa: E402
 
 import encoders  # noqa: E402
 from indexing import pool_tokens  # noqa: E402
+from indexing.corpus import load_beir  # noqa: E402
 from mvr import MultiVectors, maxsim  # noqa: E402
-
-
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR ``qrels/<split>.tsv``: query-id, corpus-id, score (header line)."""
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return qrels
 
 
 def run_of(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], k: int) -> Run:
@@ -65,7 +56,7 @@ def main() -> None:
     args = p.parse_args()
     doc_ids, docs, _, meta = encoders.read_precomputed(args.vectors / "documents.zarr")
     query_ids, queries, _, _ = encoders.read_precomputed(args.vectors / "queries.zarr")
-    qrels_dict = read_qrels(args.dataset / "qrels" / "test.tsv")
+    qrels_dict = load_beir(args.dataset, "test").qrels
     keep = [i for i, q in enumerate(query_ids) if q in qrels_dict]
     queries = queries.take(np.array(keep))
     query_ids = [query_ids[i] for i in keep]
