@@ -5,6 +5,9 @@ The shared vocabulary and math every stage builds on: ragged
 :func:`maxsim`, errors, and the on-disk format contract (:mod:`mvr.format`).
 """
 
+from pathlib import Path
+from typing import Any
+
 from mvr import errors
 from mvr._config import FDEConfig, PoolingConfig
 from mvr._fde import encode_document_fdes, encode_query_fdes
@@ -17,26 +20,30 @@ __version__ = "0.1.0"
 
 __all__ = [
     "errors",
-    "FDEConfig",
-    "PoolingConfig",
     "MultiVectors",
     "as_multivectors",
+    "FDEConfig",
+    "encode_query_fdes",
+    "encode_document_fdes",
+    "maxsim",
+    "maxsim_candidates",
+    "PoolingConfig",
+    "IndexConfig",
+    "FirstStageConfig",
     "Encoder",
     "FirstStage",
     "TokenStore",
     "SearchResults",
+    "open_index",
     "__version__",
 ]
 
-__all__ += ["IndexConfig", "FirstStageConfig", "open_index"]
-__all__ += ["maxsim", "maxsim_candidates"]
-__all__ += ["encode_query_fdes", "encode_document_fdes"]
 
-
-def open_index(path, **options):  # type: ignore[no-untyped-def]
+def open_index(path: str | Path, **options: Any) -> Any:
     """Open an index for search: ``serving.Searcher.open(path, **options)``.
 
-    Imported lazily so that ``import mvr`` does not load the serving stack.
+    Imported lazily: ``mvr``'s core never imports the stage packages, so
+    ``import mvr`` does not load the serving stack.
     """
     from serving import Searcher
 
