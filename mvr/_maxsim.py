@@ -33,7 +33,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from mvr._multivectors import MultiVectors, as_multivectors
+from mvr._multivectors import MultiVectors, as_multivectors, check_offsets
 from mvr.errors import DimensionMismatchError, InvalidVectorsError
 
 __all__ = ["maxsim", "maxsim_candidates"]
@@ -175,21 +175,8 @@ def _check_candidate_offsets(candidate_offsets: Any, n_queries: int, n_docs: int
             f"candidate_offsets: expected shape ({n_queries + 1},) for {n_queries} queries, "
             f"got {cand.shape}"
         )
-    if cand.dtype.kind not in "iu":
-        raise InvalidVectorsError(f"candidate_offsets: expected integers, got dtype {cand.dtype}")
+    check_offsets(cand, n_docs, name="candidate_offsets", total_name="len(documents)")
     cand = cand.astype(np.int64)
-    if cand[0] != 0 or cand[-1] != n_docs:
-        raise InvalidVectorsError(
-            f"candidate_offsets: expected to start at 0 and end at len(documents) == {n_docs}, "
-            f"got {int(cand[0])} ... {int(cand[-1])}"
-        )
-    bad = np.flatnonzero(np.diff(cand) < 0)
-    if bad.size:
-        k = int(bad[0])
-        raise InvalidVectorsError(
-            f"candidate_offsets: expected non-decreasing values, got [{k}]={int(cand[k])} > "
-            f"[{k + 1}]={int(cand[k + 1])}"
-        )
     return cand
 
 

@@ -47,7 +47,7 @@ class MultiVectors:
         offsets = np.asarray(offsets)
         if validate:
             _check_vectors(vectors, "vectors")
-            _check_offsets(offsets, vectors.shape[0])
+            check_offsets(offsets, vectors.shape[0])
             _check_finite(vectors, offsets)
         if vectors.dtype == np.float64:
             vectors = vectors.astype(np.float32)
@@ -293,23 +293,29 @@ def _check_vectors(vectors: np.ndarray, name: str) -> None:
         raise InvalidVectorsError(f"{name}: expected dim >= 1, got shape {vectors.shape}")
 
 
-def _check_offsets(offsets: np.ndarray, total: int) -> None:
+def check_offsets(
+    offsets: np.ndarray, total: int, *, name: str = "offsets", total_name: str = "total_tokens"
+) -> None:
+    """Validate ragged offsets: 1-D integers, ``[0] == 0``, non-decreasing, ``[-1] == total``.
+
+    Raises :class:`InvalidVectorsError` naming ``name`` and the expected and actual values.
+    """
     if offsets.ndim != 1 or offsets.shape[0] < 1:
-        raise InvalidVectorsError(f"offsets: expected shape (n + 1,), got {offsets.shape}")
+        raise InvalidVectorsError(f"{name}: expected shape (n + 1,), got {offsets.shape}")
     if offsets.dtype.kind not in "iu":
-        raise InvalidVectorsError(f"offsets: expected an integer dtype, got {offsets.dtype}")
+        raise InvalidVectorsError(f"{name}: expected an integer dtype, got {offsets.dtype}")
     if offsets[0] != 0:
-        raise InvalidVectorsError(f"offsets: expected offsets[0] == 0, got {int(offsets[0])}")
+        raise InvalidVectorsError(f"{name}: expected {name}[0] == 0, got {int(offsets[0])}")
     if offsets[-1] != total:
         raise InvalidVectorsError(
-            f"offsets: expected offsets[-1] == total_tokens == {total}, got {int(offsets[-1])}"
+            f"{name}: expected {name}[-1] == {total_name} == {total}, got {int(offsets[-1])}"
         )
     bad = np.flatnonzero(np.diff(offsets) < 0)
     if bad.size:
         i = int(bad[0])
         raise InvalidVectorsError(
-            f"offsets: expected non-decreasing values, got offsets[{i}]={int(offsets[i])} > "
-            f"offsets[{i + 1}]={int(offsets[i + 1])}"
+            f"{name}: expected non-decreasing values, got {name}[{i}]={int(offsets[i])} > "
+            f"{name}[{i + 1}]={int(offsets[i + 1])}"
         )
 
 

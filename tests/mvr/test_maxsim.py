@@ -150,9 +150,9 @@ def test_non_finite_and_non_2d_inputs() -> None:
     ("offsets", "match"),
     [
         ([0, 2], r"shape \(3,\)"),
-        ([0, 1, 3], "end at len"),
-        ([1, 2, 2], "start at 0"),
-        ([0.0, 1.0, 2.0], "integers"),
+        ([0, 1, 3], r"candidate_offsets\[-1\] == len\(documents\) == 2, got 3"),
+        ([1, 2, 2], r"candidate_offsets\[0\] == 0, got 1"),
+        ([0.0, 1.0, 2.0], "integer dtype"),
     ],
 )
 def test_bad_candidate_offsets(offsets, match: str) -> None:
