@@ -75,8 +75,7 @@ def _gather_bytes(
 ) -> None:
     """Copy records ``buf[starts[i]:starts[i] + nbytes[i]]`` to ``out[out_starts[i]:]``.
 
-    numpy slice assignment is a memcpy: measured 5.7x faster than a numba byte loop
-    (200 records of 92 KB: 0.86 ms vs 4.9 ms).
+    numpy slice assignment is a memcpy, which a numba loop over bytes did not match.
     """
     for s, n, o in zip(starts.tolist(), nbytes.tolist(), out_starts.tolist(), strict=True):
         out[o : o + n] = buf[s : s + n]
