@@ -63,14 +63,19 @@ class IndexWriter:
             raise IndexLockedError(
                 f"{self.path}: another writer holds {LOCK_NAME} (waited {timeout} s)"
             ) from e
-        self.manifest = read_manifest(self.path)
-        self.config = IndexConfig.from_dict(self.manifest["config"])
-        self.encoder = encoder
-        if encoder is not None and self.manifest["encoder"] not in (None, encoder.identity):
-            raise EncoderMismatchError(
-                f"encoder identity: expected {self.manifest['encoder']!r}, got {encoder.identity!r}"
-            )
-        shutil.rmtree(self.path / BUILD_DIR, ignore_errors=True)  # an interrupted add/compact
+        try:  # a writer that fails to open must not keep the lock
+            self.manifest = read_manifest(self.path)
+            self.config = IndexConfig.from_dict(self.manifest["config"])
+            self.encoder = encoder
+            if encoder is not None and self.manifest["encoder"] not in (None, encoder.identity):
+                raise EncoderMismatchError(
+                    f"encoder identity: expected {self.manifest['encoder']!r}, got "
+                    f"{encoder.identity!r}"
+                )
+            shutil.rmtree(self.path / BUILD_DIR, ignore_errors=True)  # an interrupted add/compact
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ------------------------------------------------------------------ helpers
     def _seg_dir(self, name: str) -> Path:

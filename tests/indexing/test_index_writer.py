@@ -116,3 +116,29 @@ def test_open_searcher_keeps_its_snapshot(index) -> None:  # type: ignore[no-unt
         with IndexWriter(path) as w:  # restore for the next mode
             w.add([(before.ids[0][0], live[before.ids[0][0]])])
             w.delete(["extra"])
+
+
+def test_writer_that_fails_to_open_releases_the_lock(tmp_path: Path) -> None:
+    import json
+
+    from index_testlib import HashEncoder
+
+    from mvr.errors import EncoderMismatchError
+
+    build_index(tmp_path, [("a", "alpha beta"), ("b", "gamma")], HashEncoder(seed=0),
+                small_config(), progress=False)
+    with pytest.raises(EncoderMismatchError, match="encoder identity") as failed:
+        IndexWriter(tmp_path, encoder=HashEncoder(seed=1))
+    with IndexWriter(tmp_path, encoder=HashEncoder(seed=0)) as w:  # the lock was released
+        assert w.manifest["counts"]["documents"] == 2
+    mpath = tmp_path / "manifest.json"
+    good = mpath.read_text()
+    bad = json.loads(good)
+    bad["config"]["bogus"] = 1
+    mpath.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="unknown keys") as failed_config:
+        IndexWriter(tmp_path)
+    mpath.write_text(good)
+    with IndexWriter(tmp_path) as w:
+        assert w.manifest["counts"]["documents"] == 2
+    del failed, failed_config  # held until here: the writers they reference stay alive
