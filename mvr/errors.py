@@ -26,6 +26,7 @@ __all__ = [
     "TokenReadError",
     "DatasetError",
     "InvalidInputError",
+    "InvalidFilterError",
 ]
 
 
@@ -98,3 +99,8 @@ class DatasetError(MVRError, ValueError):
 
 class InvalidInputError(MVRError, TypeError):
     """An input has the wrong type (e.g. a non-string item in a batch of texts)."""
+
+
+class InvalidFilterError(MVRError, ValueError):
+    """A search filter is malformed or does not fit the index's metadata fields (names the
+    clause, e.g. ``filter.and[1].gte``, and the expected and actual value)."""
