@@ -26,6 +26,7 @@ import torch
 
 from encoders._inputs import check_texts
 from mvr._multivectors import MultiVectors
+from mvr._progress import SUMMABLE
 from mvr.errors import ConfigError
 
 __all__ = ["SideSpec", "TransformerEncoder", "resolve_device"]
@@ -256,6 +257,7 @@ class TransformerEncoder:
             logger.warning(
                 "%d of %d %s exceeded %d tokens and were truncated",
                 truncated, len(texts), what, spec.max_length,
+                extra={SUMMABLE: (0, 1)},  # a stage sums these (mvr._progress)
             )
         keeps = [self._keep_mask(s, spec) for s in seqs]
         lengths = np.fromiter((int(k.sum()) for k in keeps), dtype=np.int64, count=len(seqs))
