@@ -205,6 +205,16 @@ class Engine:
             outs.append(RerankOutput(None, scores, ids, texts, dict(timings), len(jobs)))
         return outs
 
+    def _pool_like_index(self, docs: MultiVectors) -> MultiVectors:
+        """Pool as the index's manifest pooling config does (``indexing.pool_tokens``), so
+        that scores of given texts are on the scale of the indexed documents'."""
+        pooling = self.searcher.config.pooling
+        if pooling.pool_factor == 1:
+            return docs
+        from indexing import pool_tokens
+
+        return cast(MultiVectors, pool_tokens(docs, pooling))
+
     def _rerank_texts(self, jobs: list[Job]) -> list[RerankOutput]:
         payloads: list[RerankPayload] = [j.payload for j in jobs]
         timings: dict[str, float] = {}
@@ -217,7 +227,7 @@ class Engine:
             timings["encode"] = time.perf_counter() - t0
         docs = [t for p in payloads for t in (p.texts or [])]
         t0 = time.perf_counter()
-        doc_vectors = self.searcher.encoder.encode_documents(docs)
+        doc_vectors = self._pool_like_index(self.searcher.encoder.encode_documents(docs))
         timings["encode_documents"] = time.perf_counter() - t0
         counts = np.array([len(p.texts or []) for p in payloads], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
