@@ -1,6 +1,7 @@
 """indexing package."""
 
 from indexing._build import Document, build_index
+from indexing._pool_clusters import pool_with_clusters
 from indexing._pooling import pool_tokens
 from indexing._writer import IndexWriter
 from indexing.corpus import BeirDataset, load_beir, read_corpus, stdlib_docs_corpus
@@ -10,6 +11,7 @@ __all__ = [
     "Document",
     "IndexWriter",
     "pool_tokens",
+    "pool_with_clusters",
     "BeirDataset",
     "load_beir",
     "read_corpus",
