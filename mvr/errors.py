@@ -24,6 +24,7 @@ __all__ = [
     "DocumentNotFoundError",
     "ModelFileNotFoundError",
     "TokenReadError",
+    "RowOutOfRangeError",
     "DatasetError",
     "InvalidInputError",
     "InvalidFilterError",
@@ -91,6 +92,10 @@ class ModelFileNotFoundError(MVRError, FileNotFoundError):
 
 class TokenReadError(MVRError, OSError):
     """Reading a document's token vectors from the re-ranking table failed."""
+
+
+class RowOutOfRangeError(MVRError, IndexError):
+    """A document row outside the table (names the row and the valid range)."""
 
 
 class DatasetError(MVRError, ValueError):
