@@ -72,4 +72,4 @@ def _open_corpus(corpus: Path, encoder: str, device: str | None, limit: int | No
         return enc, PrecomputedDocuments(enc, limit=limit)
     from indexing.corpus import read_corpus
 
-    return encoders.load(encoder, device=device), read_corpus(corpus)
+    return encoders.load(encoder, device=device), read_corpus(corpus, metadata=True)

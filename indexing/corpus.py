@@ -78,7 +78,7 @@ def _format_of(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------- corpus files
-def _parse_json_record(path: Path, lineno: int, line: str) -> tuple[str, str]:
+def _parse_json_record(path: Path, lineno: int, line: str) -> tuple[str, str, Any]:
     where = f"{path}:{lineno}"
     try:
         obj = json.loads(line)
@@ -103,16 +103,21 @@ def _parse_json_record(path: Path, lineno: int, line: str) -> tuple[str, str]:
         raise DatasetError(f"{where}: expected 'title' to be a string or null, got {title!r}")
     if title and title.strip():
         text = f"{title} {text}".strip()
-    return doc_id, text
+    meta = obj.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise DatasetError(
+            f"{where}: expected 'metadata' to be a JSON object or null, got {type(meta).__name__}"
+        )
+    return doc_id, text, meta
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, str, str]]:
+def _read_jsonl(path: Path) -> Iterator[tuple[int, str, str, Any]]:
     for lineno, line in _lines(path):
-        doc_id, text = _parse_json_record(path, lineno, line)
-        yield lineno, doc_id, text
+        doc_id, text, meta = _parse_json_record(path, lineno, line)
+        yield lineno, doc_id, text, meta
 
 
-def _read_tsv(path: Path) -> Iterator[tuple[int, str, str]]:
+def _read_tsv(path: Path) -> Iterator[tuple[int, str, str, Any]]:
     title_col: int | None = None
     for lineno, line in _lines(path):
         fields = line.split("\t")
@@ -141,7 +146,7 @@ def _read_tsv(path: Path) -> Iterator[tuple[int, str, str]]:
         doc_id = doc_id.strip()
         if not doc_id:
             raise DatasetError(f"{path}:{lineno}: expected a non-empty id, got ''")
-        yield lineno, doc_id, text
+        yield lineno, doc_id, text, None
 
 
 def _resolve_corpus_file(path: Path) -> Path:
@@ -155,8 +160,9 @@ def _resolve_corpus_file(path: Path) -> Path:
     return found[0]
 
 
-def read_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
-    """Stream ``(id, text)`` pairs from a corpus file.
+def read_corpus(path: str | Path, *, metadata: bool = False) -> Iterator[tuple[Any, ...]]:
+    """Stream ``(id, text)`` pairs (``(id, text, metadata)`` with ``metadata=True``) from a
+    corpus file.
 
     Parameters
     ----------
@@ -169,6 +175,12 @@ def read_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
         * TSV ``id<TAB>text`` (``.tsv`` / ``.tsv.gz``), with an optional header line
           whose first field is ``id`` (a ``title`` column is then honoured).
         * A directory holding ``corpus.jsonl[.gz]`` or ``corpus.tsv[.gz]``.
+
+        A JSON record may carry ``"metadata"``: a flat object of strings, numbers,
+        booleans and lists of strings (the filterable fields of the document).
+    metadata : bool
+        Yield each record's metadata object (or None) as a third item, the form
+        :func:`indexing.build_index` takes.
 
     Yields
     ------
@@ -190,13 +202,13 @@ def read_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
     path = _resolve_corpus_file(Path(path))
     reader = _read_jsonl if _format_of(path) == "jsonl" else _read_tsv
     seen: dict[str, int] = {}
-    for lineno, doc_id, text in reader(path):
+    for lineno, doc_id, text, meta in reader(path):
         first = seen.setdefault(doc_id, lineno)
         if first != lineno:
             raise DatasetError(
                 f"{path}:{lineno}: duplicate id {doc_id!r} (first seen on line {first})"
             )
-        yield doc_id, text
+        yield (doc_id, text, meta) if metadata else (doc_id, text)
 
 
 # ---------------------------------------------------------------------- BEIR datasets
@@ -353,7 +365,7 @@ def load_beir(path: str | Path, split: str = "test", *, check_corpus: bool = Fal
         raise DatasetError(f"{qrels_path}: expected at least one judgment, got none")
     queries: dict[str, str] = {}
     seen: dict[str, int] = {}
-    for lineno, qid, text in _read_jsonl(queries_path):
+    for lineno, qid, text, _ in _read_jsonl(queries_path):
         if qid in seen:
             raise DatasetError(
                 f"{queries_path}:{lineno}: duplicate query id {qid!r} (first seen on line {seen[qid]})"
