@@ -39,7 +39,9 @@ def _jsonable(value: Any) -> Any:
     responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
     summary="Server and searcher statistics",
 )
-async def stats(service: Service = Depends(get_service)) -> StatsResponse:
+def stats(service: Service = Depends(get_service)) -> StatsResponse:
+    # a plain def: FastAPI runs it in its thread pool, off the event loop (the searcher's
+    # and the store's counters take locks)
     counts, latency = service.stats.snapshot()
     return StatsResponse(
         uptime_s=time.time() - service.stats.started,
