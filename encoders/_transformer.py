@@ -203,6 +203,24 @@ class TransformerEncoder:
     def identity(self) -> dict[str, Any]:
         return _deep_copy(self._identity)
 
+    @property
+    def source_spec(self) -> dict[str, Any] | None:
+        """How to load this encoder again (recorded in an index's manifest; see
+        :mod:`encoders._source`): the checkpoint directory (``"default"`` for the built-in
+        model), the token budgets and the weights hash. ``None`` without a source."""
+        name = self._identity["name"]
+        if name != "default" and self.source is None:
+            return None
+        from pathlib import Path
+
+        return {
+            "load": "default" if name == "default" else str(Path(self.source).resolve()),
+            "layout": name,
+            "options": {"query_maxlen": self.query_spec.max_length,
+                        "doc_maxlen": self.document_spec.max_length},
+            "weights_sha256": self._identity["weights_sha256"],
+        }
+
     def encode_queries(self, texts: Sequence[str]) -> MultiVectors:
         """Token vectors of queries, float32, L2-normalised.
 

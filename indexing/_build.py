@@ -527,6 +527,7 @@ def build_index(
         finally:
             session.close()
         manifest = new_manifest(session.encoder_identity, session.dim, session.config)
+        manifest["encoder_source"] = _encoder_source(encoder)  # how to load it again
         manifest["generation"] = session.generation
         manifest["segments"] = [done["entry"]]
         manifest["files"] = done["files"]
@@ -536,6 +537,12 @@ def build_index(
         return manifest
     finally:
         lock.release()
+
+
+def _encoder_source(encoder: Any) -> dict[str, Any] | None:
+    from encoders._source import encoder_source
+
+    return encoder_source(encoder)
 
 
 def _peek(it: Iterator[Any]) -> tuple[Any, Iterator[Any]]:

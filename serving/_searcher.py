@@ -232,28 +232,26 @@ class Searcher:
             return self._encoder
 
     def _load_encoder(self) -> Any:
+        """The encoder recorded in the manifest (``encoder_source``: the checkpoint
+        directory and weights hash; see :mod:`encoders._source`)."""
         identity = self.manifest["encoder"]
         if identity is None:
             raise ConfigError(
                 f"{self.path}: the index was built from vectors without an encoder; pass "
                 "encoder= to Searcher.open to search texts, or search with MultiVectors"
             )
-        import encoders
-        from mvr.errors import MVRError
+        from encoders._source import load_index_encoder
+        from mvr.errors import ModelFileNotFoundError, MVRError
 
-        name = identity.get("name", "default")
-        options = {}
-        if name == "default":  # the token budgets are part of the identity
-            cfg = identity.get("config") or {}
-            for side, key in (("query", "query_maxlen"), ("document", "doc_maxlen")):
-                if isinstance(cfg.get(side), dict) and "max_length" in cfg[side]:
-                    options[key] = cfg[side]["max_length"]
         try:
-            enc = encoders.load(name, **options)
+            enc = load_index_encoder(identity, self.manifest.get("encoder_source"),
+                                     where=f"index {self.path}")
+        except (EncoderMismatchError, ModelFileNotFoundError):
+            raise
         except (MVRError, OSError) as e:
             raise EncoderMismatchError(
-                f"cannot load the encoder {name!r} recorded in {self.path}/manifest.json ({e}); "
-                "pass encoder= to Searcher.open"
+                f"cannot load the encoder {identity.get('name')!r} recorded in "
+                f"{self.path}/manifest.json ({e}); pass encoder= to Searcher.open"
             ) from e
         self._check_encoder(enc)
         return enc
