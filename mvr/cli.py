@@ -29,7 +29,7 @@ _COMMANDS = [
     ("serving._cli", "search_command", "search"),
     ("serving._cli", "serve_command", "serve"),
     ("serving._eval_cli", "eval_command", "eval"),
-    ("indexing._demo", "demo_command", "demo"),
+    ("serving._demo", "demo_command", "demo"),
 ]
 
 for _module, _func, _name in _COMMANDS:
