@@ -90,6 +90,11 @@ def eval_command(
     plots: Annotated[bool, typer.Option(help="Write PNG plots")] = True,
     progress: Annotated[bool, typer.Option(help="Progress bars")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
+    hybrid: Annotated[bool, typer.Option(
+        "--hybrid", help="BM25 alone, mvr alone and fused runs: nDCG@10, Recall@100")] = False,
+    fusions: Annotated[str, typer.Option(
+        help="--hybrid: fused runs, e.g. 'rrf,weighted:0.5,rrf:k=20:norescore'")] = "rrf,weighted",
+    exhaustive: Annotated[bool, typer.Option(help="--hybrid: also exhaustive MaxSim")] = False,
 ) -> None:
     """Evaluate an index: nDCG@10, Recall@10/100, MRR@10, MAP@100 against the judgments;
     first-stage candidate recall of the exhaustive MaxSim top-k over a grid of N, the N
@@ -110,6 +115,13 @@ def eval_command(
             plots=plots,
             progress=progress,
         )
+        if hybrid:  # serving.evaluation._hybrid_eval
+            from serving.evaluation._hybrid_eval import run_hybrid_cli
+
+            run_hybrid_cli(index, dataset, split=split, output=output, encoder=encoder, mode=mode,
+                           fusions=fusions, candidates=search_candidates,
+                           max_queries=max_queries, exhaustive=exhaustive, as_json=as_json)
+            return
         if sweep is not None:
             _run_sweep(index, dataset, sweep, vectors, keep_indexes, as_json, common)
             return

@@ -165,3 +165,30 @@ def test_hybrid_needs_texts_and_bm25(index, tmp_path):
         s2._encoder = _Encoder(docs)
         with pytest.raises(ConfigError, match="segment seg-000001 of .* has none .no stored texts"):
             s2.search(["cell"], k=3, hybrid=True)
+
+
+def test_parse_fusions():
+    from serving.evaluation._hybrid_eval import parse_fusions
+
+    assert parse_fusions("rrf, weighted:0.5,rrf:k=20:norescore") == [
+        {"fusion": "rrf"}, {"fusion": "weighted", "weight": 0.5},
+        {"fusion": "rrf", "rrf_k": 20.0, "rescore": False}]
+    with pytest.raises(ConfigError, match="hybrid.fusion: expected one of"):
+        parse_fusions("max")
+    with pytest.raises(ConfigError, match="--hybrid: expected fusion"):
+        parse_fusions("rrf:x")
+
+
+def test_evaluate_hybrid_runs_every_ranking(index):
+    from types import SimpleNamespace
+
+    from serving.evaluation._hybrid_eval import evaluate_hybrid, format_hybrid
+
+    texts = index["texts"]
+    ds = SimpleNamespace(queries={"q1": "cell protein", "q2": "bone fracture"},
+                         qrels={"q1": {"doc-1": 1, "doc-2": 2}, "q2": {"doc-5": 1}})
+    rep = evaluate_hybrid(index["searcher"], ds, fusions=[{"fusion": "rrf"}, {"fusion": "weighted", "weight": 0.3}],
+                          depth=20, candidates=N, exhaustive=True)
+    assert list(rep["runs"]) == ["bm25 (bm25s)", "mvr", "exhaustive MaxSim", "fused rrf", "fused weighted w=0.3"]
+    assert rep["runs"]["mvr"]["ndcg@10"] == pytest.approx(rep["runs"]["exhaustive MaxSim"]["ndcg@10"])
+    assert "| fused rrf |" in format_hybrid(rep) and texts
