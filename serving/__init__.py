@@ -4,8 +4,11 @@
 :class:`mvr.TokenStore` (in memory, memory-mapped, or on SSD).
 """
 
+from serving._filters import filter_mask
 from serving._first_stage import ExactFirstStage
 from serving._first_stage_faiss import FaissFirstStage
+from serving._hybrid import HybridConfig
+from serving._metadata import metadata_summary
 from serving._searcher import Searcher
 from serving._stores import MemoryTokenStore, MmapTokenStore, TableLayout, make_store
 
@@ -17,6 +20,9 @@ __all__ = [
     "MmapTokenStore",
     "TableLayout",
     "make_store",
+    "filter_mask",
+    "metadata_summary",
+    "HybridConfig",
 ]
 
 # The HTTP service (FastAPI) and the evaluation tools load on first use, so that
