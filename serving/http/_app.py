@@ -15,7 +15,7 @@ from serving.http._batcher import MicroBatcher
 from serving.http._engine import Engine
 from serving.http._errors import install_error_handlers
 from serving.http._middleware import BodyLimitMiddleware, RequestStats, StatsMiddleware
-from serving.http._routers import health, rerank, search, stats
+from serving.http._routers import explain, health, page, rerank, search, stats
 from serving.http._service import Service, api_key_dependency
 from serving.http._settings import ServerSettings
 
@@ -26,7 +26,7 @@ __all__ = ["create_app", "open_searcher"]
 
 log = logging.getLogger("serving.http")
 
-ROUTES = ("/search", "/rerank", "/health", "/stats")
+ROUTES = ("/search", "/rerank", "/explain", "/health", "/stats")
 
 
 def open_searcher(settings: ServerSettings) -> Searcher:
@@ -104,7 +104,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     Returns
     -------
     FastAPI
-        Routes ``POST /search``, ``POST /rerank``, ``GET /health``, ``GET /stats``;
+        Routes ``POST /search``, ``POST /rerank``, ``POST /explain``, ``GET /health``,
+        ``GET /stats``, and the search page at ``GET /``;
         OpenAPI docs at ``/docs`` and ``/openapi.json``.
 
     Examples
@@ -129,8 +130,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         deps.append(Depends(api_key_dependency(settings.api_key.get_secret_value())))
     app.include_router(search.router, dependencies=deps)
     app.include_router(rerank.router, dependencies=deps)
+    app.include_router(explain.router, dependencies=deps)
     app.include_router(stats.router, dependencies=deps)
     app.include_router(health.router)
+    app.include_router(page.router)  # GET /: the search page (static; its calls need the key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(StatsMiddleware, stats=request_stats)
     return app

@@ -103,7 +103,7 @@ def test_health_and_openapi(client):
     assert r.status_code == 200
     assert r.json() == {"status": "ok", "index_loaded": True, "num_documents": N_DOCS, "dim": DIM}
     paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths) == {"/search", "/rerank", "/health", "/stats"}
+    assert set(paths) == {"/search", "/rerank", "/explain", "/health", "/stats"}
     assert client.get("/docs").status_code == 200
 
 

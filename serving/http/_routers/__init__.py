@@ -1,5 +1,5 @@
-"""One router per resource: search, rerank, health, stats."""
+"""One router per resource: search, rerank, explain, health, stats, and the page at ``/``."""
 
-from serving.http._routers import health, rerank, search, stats
+from serving.http._routers import explain, health, page, rerank, search, stats
 
-__all__ = ["health", "rerank", "search", "stats"]
+__all__ = ["explain", "health", "page", "rerank", "search", "stats"]
