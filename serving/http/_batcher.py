@@ -88,6 +88,8 @@ class MicroBatcher:
         self._queue: asyncio.Queue[Job] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._carry: Job | None = None
+        self._forming: list[Job] = []  # taken from the queue by _gather, not yet running
+        self._stopping = False
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -101,13 +103,16 @@ class MicroBatcher:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the gathering task (call from the running event loop)."""
+        self._stopping = False
         self._queue = asyncio.Queue(maxsize=self.queue_size)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mvr-batch")
         self._task = asyncio.create_task(self._loop(), name="mvr-batcher")
 
     async def stop(self) -> None:
-        """Stop gathering, let running batches finish, fail jobs still waiting."""
+        """Stop gathering, let running batches finish, fail jobs still waiting (queued,
+        carried, or taken into a batch that was still forming) with ShuttingDownError."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,8 +120,8 @@ class MicroBatcher:
             self._task = None
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        waiting = [self._carry] if self._carry is not None else []
-        self._carry = None
+        waiting = list(self._forming) + ([self._carry] if self._carry is not None else [])
+        self._forming, self._carry = [], None
         while self._queue is not None and not self._queue.empty():
             waiting.append(self._queue.get_nowait())
         for job in waiting:
@@ -129,6 +134,8 @@ class MicroBatcher:
     # ------------------------------------------------------------------ submit
     async def submit(self, job: Job) -> Any:
         """Queue ``job`` and wait for its result (raises what the runner returned for it)."""
+        if self._stopping:
+            raise ShuttingDownError("server is shutting down; retry")
         if self._queue is None or self._task is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         job.future = asyncio.get_running_loop().create_future()
@@ -183,6 +190,7 @@ class MicroBatcher:
         first = await self._next(None)
         assert first is not None
         batch, size = [first], first.size
+        self._forming = batch  # stop() fails these if it cancels the gathering
         if self.window_s <= 0:
             return batch
         loop = asyncio.get_running_loop()
@@ -207,6 +215,7 @@ class MicroBatcher:
             except BaseException:
                 self._slots.release()
                 raise
+            self._forming = []
             batch = [j for j in batch if j.future is not None and not j.future.done()]
             if not batch:
                 self._slots.release()
@@ -232,6 +241,12 @@ class MicroBatcher:
             except Exception as exc:  # the runner itself failed: every job gets the error
                 log.exception("batch runner failed")
                 results = [exc] * len(batch)
+            if len(results) != len(batch):
+                err = RuntimeError(
+                    f"batch runner: expected {len(batch)} results, got {len(results)}"
+                )
+                log.error("%s", err)
+                results = [err] * len(batch)
             for job, res in zip(batch, results, strict=True):
                 if job.future is None or job.future.done():
                     continue
@@ -240,4 +255,7 @@ class MicroBatcher:
                 else:
                     job.future.set_result(res)
         finally:
+            for job in batch:  # never leave a caller waiting (cancelled, or a bug above)
+                if job.future is not None and not job.future.done():
+                    job.future.set_exception(ShuttingDownError("the batch was not run; retry"))
             self._slots.release()

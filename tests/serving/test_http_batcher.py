@@ -146,3 +146,60 @@ def test_stop_fails_waiting_jobs_with_shutting_down():
     first, (waiting,) = asyncio.run(main())
     assert first == 1
     assert isinstance(waiting, ShuttingDownError)
+
+
+def test_stop_resolves_a_job_taken_into_a_forming_batch():
+    calls: list[list[int]] = []
+
+    async def main():
+        b = MicroBatcher(_echo_runner(calls), window_s=5.0, max_batch_size=64, queue_size=10)
+        await b.start()
+        job = asyncio.create_task(b.submit(Job("k", None, 1)))
+        await asyncio.sleep(0.1)
+        assert b.depth == 0 and not job.done()  # taken into a batch that waits for more
+        await b.stop()
+        done, _ = await asyncio.wait({job}, timeout=5)
+        return job in done and (job.exception() or job.result())
+
+    out = asyncio.run(main())
+    assert isinstance(out, ShuttingDownError), out  # resolved, not left waiting forever
+    assert "shutting down" in str(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stop_under_load_resolves_every_future(seed):
+    import random
+    import time
+
+    rng = random.Random(seed)
+
+    def slow(jobs):
+        time.sleep(0.002 * len(jobs))
+        return [j.payload * 10 for j in jobs]
+
+    async def main():
+        b = MicroBatcher(slow, window_s=0.01, max_batch_size=8, queue_size=10_000,
+                         concurrency=2)
+        await b.start()
+        tasks = []
+
+        async def client(i):
+            await asyncio.sleep(rng.random() * 0.2)
+            return await b.submit(Job("k", None, i))
+
+        tasks = [asyncio.create_task(client(i)) for i in range(300)]
+        await asyncio.sleep(0.05 + rng.random() * 0.1)
+        await b.stop()
+        done, pending = await asyncio.wait(tasks, timeout=10)
+        for t in pending:
+            t.cancel()
+        return tasks, pending
+
+    tasks, pending = asyncio.run(main())
+    assert not pending, f"{len(pending)} of {len(tasks)} futures never resolved"
+    results = [t.exception() or t.result() for t in tasks]
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(e, ShuttingDownError) for e in failed), failed[:3]
+    assert sorted(ok) == sorted(10 * i for i, r in enumerate(results) if r in ok)
+    assert ok and failed  # the stop came while some were served and some waited
