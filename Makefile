@@ -30,8 +30,17 @@ $(BSTAMP): $(STAMP)
 	$(PIP) install -q onnxruntime loguru mmh3 py-rust-stemmers
 	touch $@
 
-test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+# The search page's test drives Debian's chromium through Playwright (which never downloads one).
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y --no-install-recommends chromium)
+
+test: install $(CHROMIUM)
+	MVR_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
 
 demo: install
 	$(VENV)/bin/mvr demo
