@@ -64,3 +64,42 @@ def test_build_writes_metadata_columns(tmp_path):
     manifest = json.loads((tmp_path / "j" / "manifest.json").read_text())
     assert f"segments/seg-000001/{METADATA_FILE}" in manifest["files"]
     assert read_metadata_rows(seg, range(5)) == [None if m is None else {k: v for k, v in m.items()} for m in metas]
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("owner, name, n", [
+    ("indexing._build", "_encode_batch", 3),       # batch 3's metadata staged, its vectors not
+    ("indexing._segment.SegmentWriter", "commit", 4),
+    ("indexing._extras", "write_metadata_file", 1),
+    ("indexing._extras", "build_bm25", 1),
+])
+def test_resume_keeps_metadata_aligned(tmp_path, monkeypatch, owner, name, n):
+    import importlib
+
+    mod_name, _, cls = owner.partition(".SegmentWriter")
+    target = importlib.import_module(mod_name)
+    if cls or owner.endswith("SegmentWriter"):
+        target = target.SegmentWriter
+    docs = clustered_docs(230, seed=4)
+    items = [{"id": d, "text": f"text {i}", "vectors": v, "metadata": {"i": i, "odd": bool(i % 2)}}
+             for i, (d, v) in enumerate(docs)]
+    cfg = small_config(batch_size=50)
+    orig, calls = getattr(target, name), {"n": 0}
+
+    def wrapped(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise _Boom(name)
+        return orig(*a, **kw)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(target, name, wrapped)
+        with pytest.raises(_Boom):
+            build_index(tmp_path / "i", items, None, cfg, progress=False)
+    build_index(tmp_path / "i", items, None, cfg, resume=True, progress=False)
+    seg = tmp_path / "i" / "segments" / "seg-000001"
+    assert read_metadata_rows(seg, range(230)) == [it["metadata"] for it in items]
+    assert (seg / "bm25" / "mvr_bm25.json").is_file()
