@@ -320,9 +320,8 @@ def live_metadata_batches(
     the tombstoned ones) at a time: lists of ids and of dicts / None."""
     import pyarrow as pa
 
-    from mvr.format import SEGMENTS_DIR
-
     from indexing._segment import read_ids
+    from mvr.format import SEGMENTS_DIR
 
     for seg in segments:
         n = int(seg["documents"])

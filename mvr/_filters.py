@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from mvr.errors import InvalidFilterError
 
 __all__ = ["Eq", "In", "Range", "And", "Or", "Not", "Ids", "Filter", "parse_filter", "filter_to_dict"]
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 MAX_DEPTH = 32  # nesting limit: a filter is a query, not a program
 
 
@@ -154,7 +154,7 @@ class Ids:
                 raise InvalidFilterError(f"filter.ids[{i}]: expected a string, got {d!r}")
 
 
-Filter = Union[Eq, In, Range, And, Or, Not, Ids]
+Filter = Eq | In | Range | And | Or | Not | Ids
 _NODES = (Eq, In, Range, And, Or, Not, Ids)
 
 
