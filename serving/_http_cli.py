@@ -55,7 +55,7 @@ def serve_command(
     max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve an index over HTTP: POST /search, POST /rerank, GET /health, GET /stats.
+    """Serve an index over HTTP: POST /search, /rerank, /explain; GET /health, /stats; page at /.
 
     Every setting can also come from an MVR_* environment variable (see
     serving.http.ServerSettings, e.g. MVR_MAX_TEXT_CHARS); options given here win.

@@ -26,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
 QUERY = "what causes a fever?"
+UI_TIMEOUT_MS = 60_000
 
 TEXTS = [
     "A fever is a temporary rise in body temperature, often caused by an infection.",
@@ -340,6 +341,8 @@ def test_search_page_in_chromium_highlights_what_explain_says(server, http, tmp_
         browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)  # a loaded 2-core machine: be patient
             outside: list[str] = []
             page.on("request", lambda r: None if r.url.startswith((server, "data:"))
                     else outside.append(r.url))
@@ -350,6 +353,7 @@ def test_search_page_in_chromium_highlights_what_explain_says(server, http, tmp_
             page.fill("#query", QUERY)
             page.click("#search-button")
             results = page.locator("#results li.result")
+            expect(page.locator("#status")).to_have_text(re.compile(r"^10 results"))
             expect(results).to_have_count(10)
             expected = http.post("/search", json={"queries": [QUERY], "k": 10}).json()["results"][0]
             shown = [results.nth(i).get_attribute("data-id") for i in range(10)]
