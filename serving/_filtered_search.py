@@ -3,10 +3,10 @@
 A filter becomes a boolean row mask (:func:`serving.filter_mask`) ANDed with the
 tombstones, and is applied *before* candidates are cut: the first stage searches
 only allowed rows, so a filter that keeps 1% of the corpus still yields the top-k
-among that 1%. When few rows are allowed (at most ``SELECTIVE_FACTOR`` times the
-candidate count N) the first stage is skipped and the allowed rows are re-ranked
-exactly: no approximation, and the work is bounded by ``SELECTIVE_FACTOR * N`` MaxSim
-scores however selective the filter.
+among that 1%. When few rows are allowed the first stage is skipped: at most
+``SELECTIVE_FACTOR`` times the number of documents a search re-ranks exactly, they are
+all re-ranked exactly (no approximation; the work stays within ``SELECTIVE_FACTOR``
+times an unfiltered search's however selective the filter); see :func:`dense_search`.
 
 Hybrid search (:mod:`serving._hybrid`) takes the late-interaction top ``depth`` and
 the BM25 top ``depth`` under the same mask, scores the union with both signals and
@@ -95,15 +95,36 @@ def dense_search(
     searcher: Any, q: MultiVectors, k: int, n: int, rerank: bool, allowed: np.ndarray,
     timings: dict[str, float], depths: dict[str, Any] | None = None,
 ) -> SearchResults:
-    """Late-interaction top-``k`` among the ``allowed`` rows (shape (n_rows,) bool)."""
+    """Late-interaction top-``k`` among the ``allowed`` rows (shape (n_rows,) bool).
+
+    Which path runs depends on how many rows are allowed, against the number of
+    documents an unfiltered search scores exactly (``n_exact``: the approximate stage's
+    ``rerank_candidates`` on indexes with centroid ids, else N):
+
+    * at most ``SELECTIVE_FACTOR * n_exact``: exact MaxSim of every allowed row;
+    * with centroid ids, at most ``SELECTIVE_FACTOR * N``: the allowed rows are the
+      candidates (no first stage), narrowed by the approximate MaxSim, then exact;
+    * otherwise the first stage searches the allowed rows only (a mask, or faiss's
+      ``IDSelectorBitmap``), and the search goes on as an unfiltered one.
+    """
     n_allowed = int(allowed.sum())
     if n_allowed == 0:
         return _empty(len(q), timings)
-    if rerank and n_allowed <= SELECTIVE_FACTOR * n:  # selective: exact over the allowed rows
+    approx = getattr(searcher, "_cids", None) is not None and hasattr(searcher, "_approx")
+    n2 = n
+    if approx:
+        _, n2 = searcher._depths(k, n, (depths or {}).get("rerank_candidates"))
+    t = time.perf_counter()
+    if rerank and n_allowed <= SELECTIVE_FACTOR * min(n, n2):  # exact over the allowed rows
         rows = np.flatnonzero(allowed).astype(np.int64)
         return searcher._rerank_rows(q, np.broadcast_to(rows, (len(q), len(rows))), k, timings)
+    if rerank and approx and n_allowed <= SELECTIVE_FACTOR * n:  # allowed rows = candidates
+        rows = np.ascontiguousarray(np.broadcast_to(np.flatnonzero(allowed).astype(np.int64),
+                                                    (len(q), n_allowed)))
+        rows = searcher._approx(q, rows, n2)
+        _tick(timings, "approx", t)
+        return searcher._rerank_rows(q, rows, k, timings)
     mask = None if allowed.all() else allowed
-    t = time.perf_counter()
     qf = searcher._query_fdes(q)
     t = _tick(timings, "query_fde", t)
     handle = None
@@ -116,8 +137,7 @@ def dense_search(
         flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
         ids, scores = searcher._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
         return SearchResults(ids=ids, scores=scores, timings=timings)
-    if hasattr(searcher, "_approx") and hasattr(searcher, "_depths"):  # format 2: centroid ids
-        _, n2 = searcher._depths(k, n, (depths or {}).get("rerank_candidates"))
+    if approx:
         fs_rows = searcher._approx(q, fs_rows, n2)
         _tick(timings, "approx", t)
     return searcher._rerank_rows(q, fs_rows, k, timings, handle)

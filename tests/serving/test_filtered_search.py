@@ -235,3 +235,35 @@ def test_bad_metadata_is_refused_at_build(tmp_path):
     with pytest.raises(InvalidInputError,
                        match="document 'b': metadata field 'x': expected number .as in document 'a'., got string"):
         indexing.build_index(tmp_path / "i2", conflict, None, exact_config(), progress=False)
+
+
+def test_with_centroid_ids_the_allowed_rows_are_the_candidates(tmp_path, monkeypatch):
+    import dataclasses
+    import inspect
+
+    from mvr import IndexConfig
+
+    if "approx" not in {f.name for f in dataclasses.fields(IndexConfig)} or \
+            "rerank_candidates" not in inspect.signature(Searcher.search).parameters:
+        pytest.skip("this tree has no approximate (centroid id) stage")
+    docs = clustered_docs(N, seed=3)
+    metas = make_metadata(N)
+    items = [{"id": d, "vectors": v, "metadata": m} for (d, v), m in zip(docs, metas, strict=True)]
+    indexing.build_index(tmp_path / "i", items, None,
+                         small_config(table_dtype="float16", approx=True), progress=False)
+    q = queries_like(docs, 4, seed=6)
+    flt = {"field": "bucket", "lt": 100}  # ~10%: ~40 rows
+    with Searcher.open(tmp_path / "i") as s:
+        assert s._cids is not None
+        keep = filter_mask(s, flt)
+        n_keep = int((keep & s.allowed).sum())
+        assert 4 * 5 < n_keep <= 4 * 50
+        calls = []
+        monkeypatch.setattr(s.first_stage, "search", lambda *a, **kw: calls.append(1))
+        approx = s.search(q, k=5, candidates=50, rerank_candidates=5, filter=flt)
+        exact = s.search(q, k=5, candidates=50, rerank_candidates=n_keep, filter=flt)
+        assert not calls
+        rows, ref = _exhaustive_within({"searcher": s, "docs": docs}, q, keep, 5)
+        for i in range(len(q)):
+            assert all(keep[s._id_to_row[d]] for d in approx.ids[i])
+            np.testing.assert_allclose(exact.scores[i], np.sort(ref[i])[::-1][:5], atol=2e-3)
