@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mvr._durable import atomic_write_bytes, atomic_write_file
 from mvr._protocols import SearchResults
 from mvr.errors import DatasetError
 
@@ -55,9 +56,7 @@ def write_trec_run(
     for qid, ids, scores in zip(qids, results.ids, results.scores, strict=True):
         for rank, (doc, score) in enumerate(zip(ids, np.asarray(scores), strict=True), start=1):
             lines.append(f"{qid} Q0 {doc} {rank} {float(score):.6f} {tag}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
     return path
 
 
@@ -103,9 +102,12 @@ def save_results(path: str | os.PathLike[str], qids: Sequence[str], results: Sea
         lengths[q] = len(row_ids)
         ids[q, : len(row_ids)] = row_ids
         scores[q, : len(row_ids)] = row_scores
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, qids=np.asarray(list(qids), dtype=str), ids=ids, scores=scores, lengths=lengths)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+            np.savez(f, qids=np.asarray(list(qids), dtype=str), ids=ids, scores=scores,
+                     lengths=lengths)
+
+    atomic_write_file(path, write)
 
 
 def load_results(path: str | os.PathLike[str]) -> tuple[list[str], SearchResults]:
