@@ -59,6 +59,8 @@ TEXTS = [
     "Tides are caused by the gravitational pull of the moon.",
     "A compiler translates source code into machine instructions.",
     "Penguins live almost exclusively in the southern hemisphere.",
+    # longer than the default encoder's 256-token document budget: truncated
+    " ".join(f"Glacier number {i} flows slowly towards the valley floor." for i in range(40)),
 ]
 IDS = [f"doc-{i:02d}" for i in range(len(TEXTS))]
 
@@ -196,6 +198,18 @@ def test_explain_matches_an_independent_recomputation(http, default_encoder, ind
     fever = e["matches"][e["query_tokens"].index("fever")]
     assert "fever" in {toks[j]["text"] for j in fever["document_tokens"]}
     assert toks[fever["best_token"]]["text"] == "fever"
+
+
+def test_a_truncated_document_explains_its_first_256_tokens(http):
+    doc_id, text = IDS[-1], TEXTS[-1]
+    e = _explain(http, QUERY, doc_id)
+    assert e["truncated"] is True and e["vectors"] == "reencoded"
+    toks = e["document_tokens"]
+    assert len(toks) == 256 and toks[-1]["text"] == "[SEP]"
+    last = toks[-2]
+    assert 0 < last["end"] < len(text) - 200  # the spans stop where the encoder stopped
+    assert text[last["start"]:last["end"]].lower() == last["text"].removeprefix("##")
+    assert e["total"] == pytest.approx(e["score"], abs=1e-3)
 
 
 def test_explain_unknown_id_is_404(http):
@@ -349,7 +363,7 @@ def test_search_page_in_chromium_highlights_what_explain_says(server, http, tmp_
             console_errors: list[str] = []
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.goto(server + "/")
-            expect(page.locator("#index-info")).to_have_text(re.compile(r"^30 documents"))
+            expect(page.locator("#index-info")).to_have_text(re.compile(r"^31 documents"))
             page.fill("#query", QUERY)
             page.click("#search-button")
             results = page.locator("#results li.result")
