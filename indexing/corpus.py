@@ -221,13 +221,16 @@ class BeirDataset:
     corpus_path : Path
         The corpus file; stream it with :meth:`corpus` (never held in memory here).
     queries : dict[str, str]
-        Query id -> text, only the queries judged in ``qrels`` (file order).
+        Query id -> text, only the queries judged in ``qrels`` (file order); every
+        query when the dataset has no judgments.
     qrels : dict[str, dict[str, int]]
-        Query id -> {document id -> relevance grade}.
+        Query id -> {document id -> relevance grade}; empty without judgments.
     qrels_path : Path
         The qrels file of the split (for error messages).
     split : str
         The split name (``"test"``, ``"dev"``, ...).
+    has_judgments : bool
+        False for a dataset without a ``qrels/`` folder (corpus and queries only).
     """
 
     corpus_path: Path
@@ -235,10 +238,25 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]
     qrels_path: Path
     split: str = "test"
+    has_judgments: bool = True
 
     def corpus(self) -> Iterator[tuple[str, str]]:
         """Stream the corpus as ``(id, text)``; see :func:`read_corpus`."""
         return read_corpus(self.corpus_path)
+
+    def unknown_doc_ids(self, known_ids: Iterable[str]) -> list[str]:
+        """Judged document ids that are not in ``known_ids``, sorted."""
+        known = known_ids if isinstance(known_ids, set | frozenset) else set(known_ids)
+        return sorted({d for judged in self.qrels.values() for d in judged} - known)
+
+    def first_judgment_of(self, doc_ids: Iterable[str]) -> tuple[int, str, str] | None:
+        """``(qrels line, query id, document id)`` of the first line judging one of
+        ``doc_ids``."""
+        wanted = set(doc_ids)
+        if not wanted or not self.has_judgments:
+            return None
+        return next(((lineno, qid, did) for lineno, qid, did, _ in _qrels_rows(self.qrels_path)
+                     if did in wanted), None)
 
     def check_doc_ids(self, known_ids: Iterable[str]) -> None:
         """Raise if a qrels line names a document that is not in ``known_ids``.
@@ -323,6 +341,19 @@ def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
     return qrels, first_line
 
 
+def _all_queries(queries_path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for lineno, qid, text, _ in _read_jsonl(queries_path):
+        if qid in seen:
+            raise DatasetError(
+                f"{queries_path}:{lineno}: duplicate query id {qid!r} (first seen on line {seen[qid]})"
+            )
+        seen[qid] = lineno
+        queries[qid] = text
+    return queries
+
+
 def load_beir(path: str | Path, split: str = "test", *, check_corpus: bool = False) -> BeirDataset:
     """Load a BEIR-layout dataset directory.
 
@@ -330,7 +361,9 @@ def load_beir(path: str | Path, split: str = "test", *, check_corpus: bool = Fal
     ----------
     path : str or Path
         Directory with ``corpus.jsonl[.gz]``, ``queries.jsonl[.gz]`` and
-        ``qrels/<split>.tsv`` (header ``query-id<TAB>corpus-id<TAB>score``).
+        ``qrels/<split>.tsv`` (header ``query-id<TAB>corpus-id<TAB>score``). Without
+        a ``qrels/`` folder at all (corpus and queries only) the dataset has no
+        judgments: every query is kept and ``has_judgments`` is False.
     split : str
         Which qrels file to use.
     check_corpus : bool
@@ -355,6 +388,9 @@ def load_beir(path: str | Path, split: str = "test", *, check_corpus: bool = Fal
     corpus_path = _resolve_corpus_file(root)
     queries_path = _find_file(root, "queries")
     qrels_path = root / "qrels" / f"{split}.tsv"
+    if not (root / "qrels").exists():
+        return BeirDataset(corpus_path=corpus_path, queries=_all_queries(queries_path), qrels={},
+                           qrels_path=qrels_path, split=split, has_judgments=False)
     if not qrels_path.is_file():
         available = sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
         raise DatasetError(

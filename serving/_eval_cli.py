@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from mvr._console import Quiet, Verbose, console_logging
 
 __all__ = ["eval_command"]
 
@@ -43,7 +45,8 @@ def eval_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Report directory (default: mvr-eval/<dataset>-<split>)"
+            "--out", "-o", "--output",
+            help="Report directory (default: mvr-eval/<dataset>-<split>)"
         ),
     ] = None,
     candidates: Annotated[
@@ -88,7 +91,14 @@ def eval_command(
     ] = None,
     keep_indexes: Annotated[bool, typer.Option(help="--sweep: keep the built indexes")] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots")] = True,
-    progress: Annotated[bool, typer.Option(help="Progress bars")] = True,
+    progress: Annotated[bool, typer.Option(
+        help="One bar per stage; --no-progress: none at all (the encoder's included)")] = True,
+    ignore_identical_ids: Annotated[bool, typer.Option(
+        "--ignore-identical-ids/--keep-identical-ids",
+        help="Drop a hit whose id equals the query id before the judged metrics (BEIR's "
+             "default, for datasets whose queries are also documents)")] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
     hybrid: Annotated[bool, typer.Option(
         "--hybrid", help="BM25 alone, mvr alone and fused runs: nDCG@10, Recall@100")] = False,
@@ -96,10 +106,32 @@ def eval_command(
         help="--hybrid: fused runs, e.g. 'rrf,weighted:0.5,rrf:k=20:norescore'")] = "rrf,weighted",
     exhaustive: Annotated[bool, typer.Option(help="--hybrid: also exhaustive MaxSim")] = False,
 ) -> None:
-    """Evaluate an index: nDCG@10, Recall@10/100, MRR@10, MAP@100 against the judgments;
-    first-stage candidate recall of the exhaustive MaxSim top-k over a grid of N, the N
-    needed for 80/90/95/99% (MUVERA Table 1 shape); end-to-end Recall@k vs exhaustive.
-    Writes report.json, TREC runs and plots to --output."""
+    """Evaluate an index against its judgments and its own exhaustive MaxSim.
+
+    nDCG@10, Recall@10/100, MRR@10, MAP@100 against the judgments (qrels); first-stage
+    candidate recall of the exhaustive MaxSim top-k over a grid of N and the N needed for
+    80/90/95/99% (MUVERA Table 1 shape); end-to-end Recall@k vs exhaustive. Judged ids
+    missing from the index are reported once and count as relevant, never retrieved
+    (trec_eval). A dataset without qrels/ is evaluated against exhaustive MaxSim only.
+    Writes report.json, TREC runs and plots to --out.
+
+    Example: mvr eval scifact.mvr --dataset ../shared/data/scifact --out runs/scifact
+    """
+    from mvr._progress import summarised_warnings
+
+    progress = progress and not quiet
+    with console_logging(verbose, quiet), summarised_warnings("encoders"):
+        _eval(index, dataset, split, output, candidates, ks, targets, k, search_candidates,
+              encoder, mode, max_queries, backends, sweep, vectors, cache_dir, keep_indexes,
+              plots, progress, as_json, hybrid, fusions, exhaustive, ignore_identical_ids)
+
+
+def _eval(index: Path, dataset: Path, split: str, output: Path | None, candidates: str,
+          ks: str, targets: str, k: int, search_candidates: int | None, encoder: str | None,
+          mode: str, max_queries: int | None, backends: str, sweep: str | None,
+          vectors: Path | None, cache_dir: Path | None, keep_indexes: bool, plots: bool,
+          progress: bool, as_json: bool, hybrid: bool, fusions: str, exhaustive: bool,
+          ignore_identical_ids: bool) -> None:
     from mvr.errors import MVRError
 
     try:
@@ -127,11 +159,7 @@ def eval_command(
             return
         from serving.evaluation import evaluate, format_report
 
-        enc = None
-        if encoder is not None:
-            import encoders
-
-            enc = encoders.load(encoder)
+        enc = _query_encoder(index, encoder)
         out = output or Path("mvr-eval") / f"{dataset.resolve().name}-{split}"
         report = evaluate(
             index,
@@ -140,6 +168,7 @@ def eval_command(
             encoder=enc,
             mode=mode,
             backends=[b.strip() for b in backends.split(",") if b.strip()],
+            ignore_identical_ids=ignore_identical_ids,
             **common,
         )
         typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
@@ -148,6 +177,26 @@ def eval_command(
     except MVRError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+
+
+def _query_encoder(index: Path, encoder: str | None) -> Any:
+    """The query encoder, without its own per-call bars (evaluate's bar counts queries):
+    ``--encoder``, else the one the index records (None for an index built from vectors
+    without one)."""
+    import encoders
+    from encoders._precomputed import is_precomputed
+    from encoders._source import load_index_encoder
+    from mvr._manifest import read_manifest
+
+    if encoder is not None:
+        if is_precomputed(Path(encoder)):
+            return encoders.load(encoder)  # looks vectors up, no options
+        return encoders.load(encoder, progress=False)
+    manifest = read_manifest(index)
+    if manifest["encoder"] is None:
+        return None
+    return load_index_encoder(manifest["encoder"], manifest.get("encoder_source"),
+                              where=f"index {index}", progress=False)
 
 
 def _run_sweep(

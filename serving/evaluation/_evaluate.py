@@ -34,6 +34,7 @@ from mvr._protocols import SearchResults
 from mvr.errors import ConfigError, DatasetError
 from mvr.format import SEGMENTS_DIR, TOKENS_FILE
 from serving.evaluation._backends import first_stage_candidates
+from serving.evaluation._judgments import NO_JUDGMENTS, drop_identical_ids, note_unknown_judged
 from serving.evaluation._metrics import JUDGED_METRICS, judged_metrics
 from serving.evaluation._recall import (
     candidate_positions,
@@ -314,8 +315,14 @@ def evaluate(
     plots: bool = True,
     check_corpus: bool = True,
     progress: bool = True,
+    ignore_identical_ids: bool = True,
 ) -> dict[str, Any]:
     """Evaluate an index on a BEIR dataset and against its own exhaustive MaxSim.
+
+    Judged document ids the index lacks are logged once (count and ids) and count as
+    relevant documents never retrieved (trec_eval semantics). A dataset without
+    ``qrels/`` is evaluated against exhaustive MaxSim only (``report["judged"]`` is
+    None and the report says that judgments were absent).
 
     Parameters
     ----------
@@ -354,10 +361,13 @@ def evaluate(
         Other first-stage kinds (``"exact"``, ``"hnsw"``, ``"ivfpq"``) to build aside
         over the index's FDEs and compare by candidate recall.
     check_corpus : bool
-        Read the corpus file once: every line must parse and every judged document
-        must exist (the index is checked for them in any case).
+        Read the corpus file once: every line must parse (and ids be unique).
     progress : bool
         tqdm bars.
+    ignore_identical_ids : bool
+        Drop a hit whose id equals the query id before the judged metrics, as BEIR
+        does by default (datasets whose queries are also documents). Candidate recall
+        and the TREC run files keep every hit.
 
     Returns
     -------
@@ -367,8 +377,8 @@ def evaluate(
     Raises
     ------
     mvr.errors.DatasetError
-        Malformed dataset files, or qrels naming queries or documents the dataset
-        or the index does not have (the message names the file and line).
+        Malformed dataset files, or qrels naming queries the dataset does not have
+        (the message names the file and line).
     """
     from serving._searcher import Searcher
 
@@ -380,10 +390,8 @@ def evaluate(
     _check_grid("k", [k])
     ds = dataset if isinstance(dataset, BeirDataset) else load_beir(dataset, split)
     corpus_size = None
-    if check_corpus:  # every corpus line parses, ids are unique, judged documents exist
-        corpus_ids = [doc_id for doc_id, _ in ds.corpus()]
-        ds.check_doc_ids(corpus_ids)
-        corpus_size = len(corpus_ids)
+    if check_corpus:  # every corpus line parses, ids are unique
+        corpus_size = sum(1 for _ in ds.corpus())
     own = not hasattr(index, "exhaustive")
     searcher = Searcher.open(index, encoder=encoder, mode=mode) if own else index
     try:
@@ -402,6 +410,7 @@ def evaluate(
             progress=progress,
             corpus_size=corpus_size,
             backends=tuple(dict.fromkeys(backends)),
+            ignore_identical_ids=ignore_identical_ids,
         )
     finally:
         if own:
@@ -424,12 +433,14 @@ def _evaluate_open(
     progress: bool,
     corpus_size: int | None,
     backends: tuple[str, ...] = (),
+    ignore_identical_ids: bool = True,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     clock = _Clock(timings)
-    check_dataset_matches(ds, searcher.ids)
+    unknown = check_dataset_matches(ds, searcher.ids)
     qids, texts = _select_queries(ds, max_queries)
-    qrels = {q: ds.qrels[q] for q in qids}
+    qrels = {q: ds.qrels[q] for q in qids if q in ds.qrels}
+    judge = _judge(qrels, qids, ignore_identical_ids) if ds.has_judgments else None
     n_docs = searcher.num_documents
     ns = tuple(sorted({min(n, n_docs) for n in ns_req}))
     n_max = max(ns)
@@ -461,12 +472,12 @@ def _evaluate_open(
         "search", lambda: _search(searcher, queries, min(depth, n_search), n_search, progress)
     )
 
-    judged = {
-        "exhaustive": judged_metrics(qrels, qids, exhaustive.ids),
-        "first_stage": judged_metrics(qrels, qids, [ids[:depth] for ids in first.ids]),
-        "mvr": judged_metrics(qrels, qids, mvr_run.ids),
+    judged = None if judge is None else {
+        "exhaustive": judge(exhaustive.ids),
+        "first_stage": judge([ids[:depth] for ids in first.ids]),
+        "mvr": judge(mvr_run.ids),
     }
-    by_n = _judged_by_n(searcher, qrels, qids, first, exact, exhaustive, ns, depth, k)
+    by_n = _judged_by_n(searcher, judge, first, exact, exhaustive, ns, depth, k)
     recall = {
         _backend_name(searcher): _recall_section(first.ids, exhaustive.ids, ks, ns, targets, n_max)
     }
@@ -475,9 +486,11 @@ def _evaluate_open(
             continue
         alt_ids, alt_t = first_stage_candidates(searcher, kind, queries, n_max)
         recall[kind] = _recall_section(alt_ids, exhaustive.ids, ks, ns, targets, n_max)
-        recall[kind]["judged"] = judged_metrics(qrels, qids, [i[:depth] for i in alt_ids])
+        if judge is not None:
+            recall[kind]["judged"] = judge([i[:depth] for i in alt_ids])
         timings.update({f"backend_{kind}_{name}": v for name, v in alt_t.items()})
-    ex_ndcg, mvr_ndcg = judged["exhaustive"]["ndcg@10"], judged["mvr"]["ndcg@10"]
+    ex_ndcg, mvr_ndcg = ((judged["exhaustive"]["ndcg@10"], judged["mvr"]["ndcg@10"])
+                         if judged is not None else (0.0, 0.0))
     report: dict[str, Any] = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "dataset": {
@@ -485,6 +498,9 @@ def _evaluate_open(
             "split": ds.split,
             "queries": len(qids),
             "judgments": sum(len(v) for v in qrels.values()),
+            "has_judgments": ds.has_judgments,
+            "note": None if ds.has_judgments else NO_JUDGMENTS.format(path=ds.corpus_path.parent),
+            "unknown_judged": unknown,
             "corpus_documents": corpus_size,
         },
         "index": _index_summary(searcher),
@@ -496,10 +512,11 @@ def _evaluate_open(
             "search_candidates": n_search,
             "depth": depth,
             "metrics": list(JUDGED_METRICS),
+            "ignore_identical_ids": ignore_identical_ids,
         },
         "judged": judged,
         "judged_by_candidates": by_n,
-        "gap": {
+        "gap": None if judged is None else {
             "ndcg@10": ex_ndcg - mvr_ndcg,
             "ndcg@10_relative": (ex_ndcg - mvr_ndcg) / ex_ndcg if ex_ndcg else 0.0,
         },
@@ -518,10 +535,22 @@ def _evaluate_open(
     return report
 
 
+def _judge(
+    qrels: dict[str, dict[str, int]], qids: list[str], ignore_identical_ids: bool
+) -> Callable[[list[list[str]]], dict[str, float]]:
+    """Judged metrics of a ranking of ``qids`` (hits equal to the query id dropped first)."""
+
+    def judge(ranked: list[list[str]]) -> dict[str, float]:
+        if ignore_identical_ids:
+            ranked = drop_identical_ids(qids, ranked)
+        return judged_metrics(qrels, qids, ranked)
+
+    return judge
+
+
 def _judged_by_n(
     searcher: Any,
-    qrels: dict[str, dict[str, int]],
-    qids: list[str],
+    judge: Callable[[list[list[str]]], dict[str, float]] | None,
     first: SearchResults,
     exact: list[np.ndarray],
     exhaustive: SearchResults,
@@ -536,7 +565,7 @@ def _judged_by_n(
     for n in ns:
         rr = rerank_prefix(first.ids, exact, n, depth, rows)
         by_n[str(n)] = {
-            **judged_metrics(qrels, qids, rr.ids),
+            **(judge(rr.ids) if judge is not None else {}),
             f"recall@{k}_vs_exhaustive": overlap_at_k(rr.ids, exhaustive.ids, k),
         }
     return by_n
@@ -593,8 +622,9 @@ class _Clock:
         return out
 
 
-def check_dataset_matches(dataset: BeirDataset, ids: Sequence[str]) -> None:
-    """Raise :class:`DatasetError` (file and line) when qrels judge documents not in ``ids``."""
+def check_dataset_matches(dataset: BeirDataset, ids: Sequence[str]) -> dict[str, Any]:
+    """Raise :class:`DatasetError` for an empty index; log one warning (count, ids, first
+    qrels line) when qrels judge documents not in ``ids`` and return them for the report."""
     if not ids:
         raise DatasetError(f"{dataset.corpus_path}: the index holds no documents")
-    dataset.check_doc_ids(ids)
+    return note_unknown_judged(dataset, ids)

@@ -51,7 +51,9 @@ def _by_n_table(report: dict[str, Any]) -> str:
     k = report["settings"]["k"]
     ks = report["settings"]["ks"]
     backend, section = next(iter(report["candidate_recall"].items()))
-    header = ["N", *(f"cand. recall top-{kk}" for kk in ks), f"R@{k} vs exh.", "nDCG@10", "R@100"]
+    judged = report["judged"] is not None
+    header = ["N", *(f"cand. recall top-{kk}" for kk in ks), f"R@{k} vs exh."]
+    header += ["nDCG@10", "R@100"] if judged else []
     rows = []
     for j, n in enumerate(section["ns"]):
         by = report["judged_by_candidates"][str(n)]
@@ -60,8 +62,7 @@ def _by_n_table(report: dict[str, Any]) -> str:
                 n,
                 *(section["recall"][str(kk)][j] for kk in ks),
                 by[f"recall@{k}_vs_exhaustive"],
-                by["ndcg@10"],
-                by["recall@100"],
+                *((by["ndcg@10"], by["recall@100"]) if judged else ()),
             ]
         )
     return f"first stage: {backend}\n\n" + markdown_table(header, rows)
@@ -104,13 +105,27 @@ def format_report(report: dict[str, Any]) -> str:
     gap = report["gap"]
     tail = (
         f"End-to-end Recall@{k} vs exhaustive at N={e2e['candidates']}: "
-        f"{e2e[f'recall@{k}_vs_exhaustive']:.4f}. nDCG@10 below exhaustive by "
-        f"{gap['ndcg@10']:.4f} ({gap['ndcg@10_relative']:.2%} relative; negative = above)."
+        f"{e2e[f'recall@{k}_vs_exhaustive']:.4f}."
     )
+    if gap is not None:
+        tail += (f" nDCG@10 below exhaustive by {gap['ndcg@10']:.4f} "
+                 f"({gap['ndcg@10_relative']:.2%} relative; negative = above).")
+    notes = []
+    if ds.get("note"):
+        notes.append(ds["note"] + ".")
+    unknown = ds.get("unknown_judged") or {}
+    if unknown.get("count"):
+        notes.append(f"{unknown['count']} judged document id(s) are not in the index; they "
+                     "count as relevant documents never retrieved (trec_eval semantics).")
+    if report["judged"] is not None and report["settings"].get("ignore_identical_ids"):
+        notes.append("Hits whose id equals the query id are dropped before the judged metrics "
+                     "(BEIR's ignore_identical_ids).")
+    sections = [head, *(["\n".join(notes)] if notes else [])]
+    if report["judged"] is not None:
+        sections.append("### Against the judgments\n\n" + _judged_table(report))
     return "\n\n".join(
         [
-            head,
-            "### Against the judgments\n\n" + _judged_table(report),
+            *sections,
             "### Against exhaustive MaxSim, by first-stage candidates N\n\n" + _by_n_table(report),
             "### Candidates needed (MUVERA Table 1 shape)\n\n" + _needed_table(report),
             tail,
@@ -168,6 +183,8 @@ def plot_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> dict
     recall_png = out / "recall_vs_n.png"
     fig.savefig(recall_png, dpi=110)
     plt.close(fig)
+    if report["judged"] is None:  # no judgments: no nDCG to plot
+        return {"recall_plot": recall_png}
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ns = report["settings"]["candidates"]
