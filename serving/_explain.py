@@ -123,28 +123,56 @@ def explain(searcher: Any, query: str, doc_id: str) -> Explanation:
     q = encoder.encode_queries([query])
     q_vectors = q[0].astype(np.float32)
     q_tokens = _query_tokens(encoder, query)
-    if len(q_tokens) != q_vectors.shape[0]:
-        raise RuntimeError(
-            f"query tokens: expected one per vector ({q_vectors.shape[0]}), got {len(q_tokens)}"
-        )
+    _check_count("query tokens", len(q_tokens), q_vectors.shape[0])
     score = float(searcher.rerank(q, [[doc_id]]).scores[0][0])
     stored = _stored_vectors(searcher, doc_id)
-    table_dtype = searcher.config.table_dtype
     if text is None:  # an index built without texts: the score split over stored vectors only
-        return _assemble(doc_id, None, q_tokens, q_vectors, stored, [], None, None, score,
-                         "stored", None, False, searcher)
-    tokens, truncated = _document_tokens(encoder, text)
-    wordpieces = encoder.encode_documents([text])[0].astype(np.float32)
-    if len(tokens) != wordpieces.shape[0]:
-        raise RuntimeError(
-            f"document tokens: expected one per vector ({wordpieces.shape[0]}), got {len(tokens)}"
-        )
-    pooled, labels = pool_with_clusters(wordpieces, searcher.config.pooling)
-    if table_dtype == "float16":
+        doc = _Document(None, [], None, False)
+        chosen = _Chosen(stored, None, "stored", None)
+    else:
+        tokens, truncated = _document_tokens(encoder, text)
+        wordpieces = encoder.encode_documents([text])[0].astype(np.float32)
+        _check_count("document tokens", len(tokens), wordpieces.shape[0])
+        doc = _Document(text, tokens, wordpieces, truncated)
+        chosen = _choose(searcher.config, wordpieces, stored, q_vectors, score)
+    return _assemble(doc_id, q_tokens, q_vectors, doc, chosen, score, searcher.config.pooling)
+
+
+@dataclass(frozen=True)
+class _Document:
+    text: str | None
+    tokens: list[tuple[str, int | None, int | None]]  # (wordpiece, start, end) per vector
+    wordpieces: np.ndarray | None  # Shape: (len(tokens), dim), unpooled
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The vectors scored, and the one each wordpiece belongs to (-1: none)."""
+
+    vectors: np.ndarray  # Shape: (k, dim)
+    labels: np.ndarray | None  # Shape: (len(tokens),)
+    which: Literal["reencoded", "stored"]
+    alignment: float | None
+
+
+def _check_count(what: str, got: int, vectors: int) -> None:
+    if got != vectors:
+        raise RuntimeError(f"{what}: expected one per vector ({vectors}), got {got}")
+
+
+# ---------------------------------------------------------------------- vectors
+
+
+def _choose(
+    config: Any, wordpieces: np.ndarray, stored: np.ndarray, q: np.ndarray, score: float
+) -> _Chosen:
+    """The re-pooled vectors when they reproduce the table, else the stored ones, aligned."""
+    pooled, labels = pool_with_clusters(wordpieces, config.pooling)
+    if config.table_dtype == "float16":
         pooled = pooled.astype(np.float16).astype(np.float32)
-    if table_dtype == "float16" and _reproduces(pooled, stored, q_vectors, score):
-        return _assemble(doc_id, text, q_tokens, q_vectors, pooled, tokens, labels, wordpieces,
-                         score, "reencoded", None, truncated, searcher)
+        if _reproduces(pooled, stored, q, score):
+            return _Chosen(pooled, labels, "reencoded", None)
     # stored vector j stands for the re-pooled cluster nearest to it
     cos = _unit(stored) @ _unit(pooled).T
     nearest = cos.argmax(axis=1)
@@ -153,11 +181,7 @@ def explain(searcher: Any, query: str, doc_id: str) -> Explanation:
     for j, c in enumerate(nearest.tolist()):
         vector_of_cluster.setdefault(c, j)
     stored_labels = np.array([vector_of_cluster.get(int(c), -1) for c in labels], dtype=np.int64)
-    return _assemble(doc_id, text, q_tokens, q_vectors, stored, tokens, stored_labels, wordpieces,
-                     score, "stored", alignment, truncated, searcher)
-
-
-# ---------------------------------------------------------------------- vectors
+    return _Chosen(stored, stored_labels, "stored", alignment)
 
 
 def _reproduces(pooled: np.ndarray, stored: np.ndarray, q: np.ndarray, score: float) -> bool:
@@ -182,35 +206,32 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _assemble(
-    doc_id: str, text: str | None, q_tokens: list[str], q: np.ndarray, doc: np.ndarray,
-    tokens: list[tuple[str, int | None, int | None]], labels: np.ndarray | None,
-    wordpieces: np.ndarray | None, score: float, which: Literal["reencoded", "stored"],
-    alignment: float | None, truncated: bool, searcher: Any,
+    doc_id: str, q_tokens: list[str], q: np.ndarray, doc: _Document, chosen: _Chosen,
+    score: float, pooling: Any,
 ) -> Explanation:
-    sims = q @ doc.T  # (query tokens, stored vectors)
-    best = sims.argmax(axis=1)
+    sims = q @ chosen.vectors.T  # (query tokens, stored vectors)
     members: dict[int, list[int]] = {}
-    if labels is not None:
-        for i, v in enumerate(labels.tolist()):
+    if chosen.labels is not None:
+        for i, v in enumerate(chosen.labels.tolist()):
             if v >= 0:
                 members.setdefault(v, []).append(i)
     matches = []
-    for i, j in enumerate(best.tolist()):
+    for i, j in enumerate(sims.argmax(axis=1).tolist()):
         group = members.get(j, [])
         best_token = None
-        if group and wordpieces is not None:
-            best_token = group[int(np.argmax(wordpieces[group] @ q[i]))]
+        if group and doc.wordpieces is not None:
+            best_token = group[int(np.argmax(doc.wordpieces[group] @ q[i]))]
         matches.append(QueryTokenMatch(q_tokens[i], j, float(sims[i, j]), group, best_token))
+    labels = chosen.labels
     doc_tokens = [
         DocumentToken(t, s, e, None if labels is None or labels[i] < 0 else int(labels[i]))
-        for i, (t, s, e) in enumerate(tokens)
+        for i, (t, s, e) in enumerate(doc.tokens)
     ]
-    pooling = searcher.config.pooling
     return Explanation(
-        id=doc_id, text=text, query_tokens=q_tokens, document_tokens=doc_tokens,
-        matches=matches, num_vectors=int(doc.shape[0]),
-        total=float(sum(m.similarity for m in matches)), score=score, vectors=which,
-        alignment=alignment, truncated=truncated,
+        id=doc_id, text=doc.text, query_tokens=q_tokens, document_tokens=doc_tokens,
+        matches=matches, num_vectors=int(chosen.vectors.shape[0]),
+        total=float(sum(m.similarity for m in matches)), score=score, vectors=chosen.which,
+        alignment=chosen.alignment, truncated=doc.truncated,
         pooling={"pool_factor": pooling.pool_factor, "protected_tokens": pooling.protected_tokens,
                  "normalize": pooling.normalize},
     )

@@ -305,6 +305,22 @@ def test_a_lossy_table_explains_with_the_stored_vectors(tmp_path, default_encode
     assert "fever" in {e["document_tokens"][j]["text"] for j in fever["document_tokens"]}
 
 
+def test_without_stored_texts_the_score_splits_over_stored_vectors(tmp_path, default_encoder):
+    from fastapi.testclient import TestClient
+
+    from serving.http import ServerSettings, create_app
+
+    path = _build(tmp_path / "notext", default_encoder, table_dtype="float16", store_text=False)
+    with TestClient(create_app(ServerSettings(index_path=path))) as c:
+        e = c.post("/explain", json={"query": QUERY, "id": "doc-00"}).json()
+        rerank = c.post("/rerank", json={"query": QUERY, "documents": ["doc-00"]}).json()
+    assert e["text"] is None and e["document_tokens"] == [] and e["vectors"] == "stored"
+    assert len(e["matches"]) == len(e["query_tokens"]) == 7
+    assert all(m["document_tokens"] == [] and m["best_token"] is None for m in e["matches"])
+    assert all(0 <= m["vector"] < e["num_vectors"] for m in e["matches"])
+    assert e["total"] == pytest.approx(rerank["results"][0]["score"], abs=1e-4)
+
+
 def test_an_encoder_without_tokenizer_is_422(tmp_path):
     """Precomputed vectors have no wordpieces to show: 422 naming what is needed."""
     from fastapi.testclient import TestClient
