@@ -75,9 +75,14 @@ def _check(node: Filter, known: dict[str, list[str]], where: str) -> None:
     op = "eq" if isinstance(node, Eq) else "in" if isinstance(node, In) else "range"
     kinds = known.get(node.field)
     if kinds is None:
-        names = ", ".join(repr(k) for k in known) or "none: the index has no metadata"
+        if not known:
+            raise InvalidFilterError(
+                f"{where}: unknown metadata field {node.field!r}; the index has no metadata "
+                "fields (only an 'ids' filter applies)"
+            )
         raise InvalidFilterError(
-            f"{where}: unknown metadata field {node.field!r}; expected one of {names}"
+            f"{where}: unknown metadata field {node.field!r}; expected one of "
+            f"{', '.join(repr(k) for k in known)}"
         )
     for kind in kinds:
         if kind not in _ALLOWED[op]:

@@ -267,3 +267,14 @@ def test_with_centroid_ids_the_allowed_rows_are_the_candidates(tmp_path, monkeyp
         for i in range(len(q)):
             assert all(keep[s._id_to_row[d]] for d in approx.ids[i])
             np.testing.assert_allclose(exact.scores[i], np.sort(ref[i])[::-1][:5], atol=2e-3)
+
+
+def test_an_index_without_metadata(tmp_path):
+    docs = clustered_docs(20, seed=1)
+    indexing.build_index(tmp_path / "i", docs, None, exact_config(), progress=False)
+    with Searcher.open(tmp_path / "i") as s:
+        assert metadata_summary(s) == {"documents": 20, "fields": {}}
+        with pytest.raises(InvalidFilterError, match="unknown metadata field 'lang'; the index has no metadata fields"):
+            s.search(queries_like(docs, 1), k=3, filter={"field": "lang", "eq": "en"})
+        res = s.search(queries_like(docs, 1), k=3, filter={"ids": ["doc-1", "doc-2"]})
+        assert sorted(res.ids[0]) == ["doc-1", "doc-2"]
