@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from mvr._console import Quiet, Verbose, console_logging
+
 __all__ = ["index_command"]
 
 
@@ -25,9 +27,23 @@ def index_command(
     batch_size: Annotated[int, typer.Option(help="Documents per build batch")] = 256,
     store_text: Annotated[bool, typer.Option(help="Keep texts for snippets")] = True,
     limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    progress: Annotated[bool, typer.Option(
+        help="One progress bar (documents/s, ETA); --no-progress: none at all")] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
-    """Build (or resume) an index at --out."""
+    """Build (or resume) an index at --out.
+
+    Example: mvr index ../shared/data/scifact/corpus.jsonl.gz --out scifact.mvr --pool-factor 2
+    """
+    with console_logging(verbose, quiet):
+        _index(corpus, out, resume, overwrite, encoder, device, pool_factor, first_stage,
+               table_dtype, batch_size, store_text, limit, progress and not quiet)
+
+
+def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
+           device: str | None, pool_factor: int, first_stage: str, table_dtype: str,
+           batch_size: int, store_text: bool, limit: int | None, progress: bool) -> None:
     import itertools
 
     from mvr import FirstStageConfig, IndexConfig, PoolingConfig
@@ -46,9 +62,11 @@ def index_command(
         if limit is not None and not hasattr(documents, "__len__"):
             documents = itertools.islice(documents, limit)
         from indexing._build import build_index
+        from mvr._progress import summarised_warnings
 
-        manifest = build_index(out, documents, enc, config, resume=resume, progress=progress,
-                               overwrite=overwrite)
+        with summarised_warnings("encoders"):  # logged once, after the bar
+            manifest = build_index(out, documents, enc, config, resume=resume,
+                                   progress=progress, overwrite=overwrite)
     except MVRError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
@@ -72,4 +90,6 @@ def _open_corpus(corpus: Path, encoder: str, device: str | None, limit: int | No
         return enc, PrecomputedDocuments(enc, limit=limit)
     from indexing.corpus import read_corpus
 
-    return encoders.load(encoder, device=device), read_corpus(corpus, metadata=True)
+    # the build's bar counts documents; the encoder's per-call bars would nest in it
+    return (encoders.load(encoder, device=device, progress=False),
+            read_corpus(corpus, metadata=True))

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from mvr._console import Quiet, Verbose, console_logging
 from serving._http_cli import serve_command
 
 __all__ = ["search_command", "serve_command"]
@@ -29,8 +30,19 @@ def search_command(
         help="Encoder name or path (default: the one recorded in the index)")] = None,
     snippet: Annotated[int, typer.Option(help="Snippet length in characters (0 = none)")] = 100,
     verify: Annotated[bool, typer.Option(help="Check file checksums on open")] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
-    """Search an index: prints rank, id, score and a text snippet per result."""
+    """Search an index: prints rank, id, score and a text snippet per result.
+
+    Example: mvr search scifact.mvr "does vitamin D prevent fractures?" -k 10
+    """
+    with console_logging(verbose, quiet):
+        _search(index, query, k, candidates, rerank, mode, encoder, snippet, verify)
+
+
+def _search(index: Path, query: list[str], k: int, candidates: int | None, rerank: bool,
+            mode: str, encoder: str | None, snippet: int, verify: bool) -> None:
     from mvr.errors import MVRError
     from serving._searcher import Searcher
 

@@ -21,6 +21,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mvr._console import Quiet, Verbose, console_logging
+
 __all__ = [
     "DEMO_QUESTIONS",
     "build_demo_index",
@@ -209,27 +211,38 @@ def _show_recall(searcher: Any, candidates: int) -> None:
 
 
 def demo_command(
-    index_dir: Annotated[Path, typer.Option("--dir", help="Where the demo index goes")] = Path(
-        ".cache/demo-index"),
+    index_dir: Annotated[Path, typer.Option(
+        "--out", "-o", "--dir", help="Where the demo index goes")] = Path(".cache/demo-index"),
     k: Annotated[int, typer.Option("-k", "--k", help="Results shown per question")] = 3,
-    candidates: Annotated[int, typer.Option(help="First-stage candidates re-ranked")] = 500,
+    candidates: Annotated[int, typer.Option(
+        "--candidates", "-n", help="First-stage candidates re-ranked")] = 500,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if the demo index exists")] = False,
     precision: Annotated[str, typer.Option(
         help="Encoder precision: auto (bf16 where the CPU has it natively) | fp32 | bf16")
     ] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show the indexing progress bar")] = True,
+    progress: Annotated[bool, typer.Option(
+        help="One progress bar for the build; --no-progress: none")] = True,
     recall: Annotated[bool, typer.Option(help="Print the candidate-recall table")] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
 ) -> None:
-    """Index the Python standard library's docs (all 5,000+ passages), ask a few questions,
-    print where each answer comes from and the first stage's recall.
+    """Index the Python standard library's docs, ask a few questions, print recall.
+
+    All 5,000+ passages are indexed (once; later runs reuse the index); each answer is
+    shown with the module it comes from.
 
     Example: mvr demo --rebuild -k 5
     """
+    with console_logging(verbose, quiet):
+        _demo(index_dir, k, candidates, rebuild, precision, progress and not quiet, recall)
+
+
+def _demo(index_dir: Path, k: int, candidates: int, rebuild: bool, precision: str,
+          progress: bool, recall: bool) -> None:
+    import encoders
     from encoders._transformer import cpu_has_native_bf16
     from mvr.errors import MVRError
     from serving._searcher import Searcher
-
-    import encoders
 
     t0 = time.perf_counter()
     try:
@@ -245,8 +258,12 @@ def demo_command(
     timings: dict[str, float] = {}
     if rebuild or not _reusable(index_dir, enc.identity):
         manifest = build_demo_index(index_dir, enc, progress=progress, echo=typer.echo)
-        timings = {"corpus": manifest["build_timings"]["corpus"],
-                   "index": manifest["build_timings"]["total"]}
+        bt = manifest["build_timings"]
+        timings = {"corpus": bt["corpus"], "index": bt["total"]}
+        stages = ", ".join(f"{name} {bt[name]:.1f} s" for name in
+                           ("encode", "pool", "fde", "write", "first_stage", "checksums")
+                           if name in bt)
+        typer.echo(f"index built in {bt['total']:.1f} s ({stages})")
     else:
         typer.echo(f"using the existing demo index at {index_dir} (--rebuild to rebuild)")
     with Searcher.open(index_dir, encoder=enc) as searcher:

@@ -59,6 +59,8 @@ def serve_command(
 
     Every setting can also come from an MVR_* environment variable (see
     serving.http.ServerSettings, e.g. MVR_MAX_TEXT_CHARS); options given here win.
+
+    Example: mvr serve scifact.mvr --port 8000
     """
     import uvicorn
     from pydantic import ValidationError
