@@ -184,6 +184,7 @@ def test_cli_flags_and_messages(built, tmp_path: Path) -> None:  # type: ignore[
     assert r.exit_code == 0, r.output
     assert r.stderr.count("warning: 1 judged document id(s) are not in the index") == 1
     assert "'ghost-9'" in r.stderr
+    assert "%|" not in r.stderr and "q/s" not in r.stderr  # --no-progress: no bar at all
     r = runner.invoke(app, ["eval", str(index), "-d", str(ghost), "--encoder", str(vec), "-q",
                             "--no-plots", "--out", str(tmp_path / "g")])
     assert r.exit_code == 0 and "warning" not in r.stderr
