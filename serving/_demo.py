@@ -172,9 +172,11 @@ def build_demo_index(
                for d, _ in docs if d.startswith("doc:")}
     echo(f"corpus: {len(docs):,} passages of the standard library's documentation "
          f"({len(modules)} top-level modules and the language reference), {corpus_s:.1f} s")
-    # one length-sorted encoder call per 1,024 passages pads less than per 256
+    # The encoder sorts each call's texts by length: padding costs 19.8% of the tokens with
+    # build batches of 256 passages, 9.1% with 512, 4.9% with 1,024 (measured on this
+    # corpus); 512 keeps the bar moving every ~1/10 of the build.
     with summarised_warnings("encoders"):
-        manifest = build_index(root, docs, encoder, IndexConfig(batch_size=1024),
+        manifest = build_index(root, docs, encoder, IndexConfig(batch_size=512),
                                overwrite=True, progress=progress)
     (root / _STAMP).write_text(
         json.dumps({**_stamp(), "passages": len(docs)}) + "\n", encoding="utf-8")
