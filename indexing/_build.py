@@ -30,6 +30,7 @@ from indexing._segment import SegmentWriter, read_ids
 from mvr._index_config import IndexConfig
 from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest, write_manifest
 from mvr._multivectors import MultiVectors
+from mvr._progress import stage_messages
 from mvr.errors import (
     ConfigError,
     DimensionMismatchError,
@@ -513,7 +514,7 @@ def build_index(
                    disable=not progress, smoothing=0.1)
         t0 = time.perf_counter()
         try:
-            with bar:
+            with stage_messages(encoder), bar:  # one bar; warnings summed after it
                 for batch in _batches(docs_iter, session.config.batch_size, session.consumed):
                     session.add_batch(batch, encoder, set())
                     bar.update(len(batch))

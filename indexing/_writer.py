@@ -21,6 +21,7 @@ from indexing._segment import TextReader, open_fdes, read_ids, read_lengths, rec
 from mvr._index_config import IndexConfig
 from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest
 from mvr._multivectors import MultiVectors
+from mvr._progress import stage_messages
 from mvr.errors import (
     DocumentNotFoundError,
     EncoderMismatchError,
@@ -132,7 +133,8 @@ class IndexWriter:
         session = None
         added = 0
         try:
-            with tqdm(unit="doc", desc="adding", disable=not progress) as bar:
+            with stage_messages(self.encoder), tqdm(unit="doc", desc="adding",
+                                                     disable=not progress) as bar:
                 for batch in _batches(documents, self.config.batch_size, 0):
                     if session is None:
                         session = self._new_session()

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SUMMABLE", "WarningCollector", "summarised_warnings"]
+__all__ = ["SUMMABLE", "WarningCollector", "stage_messages", "summarised_warnings"]
 
 SUMMABLE = "mvr_summable"  # extra={SUMMABLE: (0, 1)}: args 0 and 1 are counts to add up
 
@@ -132,3 +132,23 @@ def summarised_warnings(*loggers: str) -> Iterator[WarningCollector]:
             lg.removeFilter(collector)
         for name, level, text in collector.summary():
             logging.getLogger(name).log(level, "%s", text)
+
+
+@contextlib.contextmanager
+def stage_messages(encoder: Any = None, *loggers: str) -> Iterator[WarningCollector]:
+    """For one long stage with its own bar (a build, an ``add``): the encoder's per-call
+    bars off (``encoder.progress`` set False for the block when it has one) and its
+    warnings summarised once at the end (:func:`summarised_warnings`).
+
+    Enter it before the stage's bar, so that the summary is logged after the bar closes.
+    """
+    had = isinstance(getattr(encoder, "progress", None), bool)
+    before = encoder.progress if had else None
+    if had:
+        encoder.progress = False
+    try:
+        with summarised_warnings(*(loggers or ("encoders",))) as collector:
+            yield collector
+    finally:
+        if had:
+            encoder.progress = before

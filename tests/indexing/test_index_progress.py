@@ -56,3 +56,24 @@ def test_no_progress_and_quiet_silence_every_bar(corpus, tmp_path: Path, flags) 
     else:
         assert r.stderr.count("truncated") == 1
     assert "indexed 24 documents" in r.stdout
+
+
+def test_library_build_shows_one_bar_and_restores_the_encoder(  # type: ignore[no-untyped-def]
+    corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import encoders
+    from indexing import IndexWriter, build_index, read_corpus
+    from mvr import IndexConfig, PoolingConfig
+
+    ckpt, docs = corpus
+    enc = encoders.load(ckpt, batch_size=4)  # progress on: 2 encoder batches per build batch
+    rows = list(read_corpus(docs))
+    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=6)  # 2 calls a stage
+    build_index(tmp_path / "lib", rows[:12], enc, config)
+    with IndexWriter(tmp_path / "lib", encoder=enc) as w:
+        w.add(rows[12:], progress=True)
+    err = capsys.readouterr().err
+    assert "indexing" in err and "adding" in err and "encoding documents" not in err
+    assert enc.progress is True  # given back after each stage
+    msgs = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert msgs == ["4 of 12 documents exceeded 20 tokens and were truncated"] * 2
