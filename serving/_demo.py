@@ -244,7 +244,6 @@ def _demo(index_dir: Path, k: int, candidates: int, rebuild: bool, precision: st
     import encoders
     from encoders._transformer import cpu_has_native_bf16
     from mvr.errors import MVRError
-    from serving._searcher import Searcher
 
     t0 = time.perf_counter()
     try:
@@ -257,6 +256,17 @@ def _demo(index_dir: Path, k: int, candidates: int, rebuild: bool, precision: st
         why = (" (this CPU computes bf16 natively)" if cpu_has_native_bf16()
                else " (this CPU has no native bf16)")
     typer.echo(f"encoder: all-MiniLM-L6-v2 on {enc.device}, {enc.precision}{why}")
+    try:
+        _run(enc, index_dir, k, candidates, rebuild, progress, recall, t0)
+    except MVRError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+
+
+def _run(enc: Any, index_dir: Path, k: int, candidates: int, rebuild: bool, progress: bool,
+         recall: bool, t0: float) -> None:
+    from serving._searcher import Searcher
+
     timings: dict[str, float] = {}
     if rebuild or not _reusable(index_dir, enc.identity):
         manifest = build_demo_index(index_dir, enc, progress=progress, echo=typer.echo)
