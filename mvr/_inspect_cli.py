@@ -102,9 +102,9 @@ def _encoder_line(info: dict[str, Any]) -> str:
     what = cfg.get("model") or cfg.get("layout") or ""
     sha = str(ident.get("weights_sha256") or "")
     src = info["encoder_source"]
-    load = src.get("load") if src else "by name (no source recorded)"
+    load = f"loads from {src.get('load')}" if src else "loaded by name (no source recorded)"
     return (f"{ident.get('name')}{f' ({what})' if what else ''}, dim {cfg.get('dim', info['dim'])}, "
-            f"weights sha256 {sha[:16]}{'...' if len(sha) > 16 else ''}; loads from {load}")
+            f"weights sha256 {sha[:16]}{'...' if len(sha) > 16 else ''}; {load}")
 
 
 def format_info(info: dict[str, Any]) -> str:
