@@ -52,12 +52,12 @@ def test_negative_similarities_padding_never_wins() -> None:
 
 
 def test_blocks_across_many_documents_and_long_queries(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tiny blocks force the document and query blocking paths, including items
-    # longer than a block.
+    # Tiny chunks and query blocks force the chunking and query blocking paths,
+    # including items longer than a block; float16 goes through the chunk buffer.
     from mvr import _maxsim
 
-    monkeypatch.setattr(_maxsim, "_DOC_BLOCK_BYTES", 256 * 4 * 4)
-    monkeypatch.setattr(_maxsim, "_SIMS_BLOCK_BYTES", 256 * 4 * 9)
+    monkeypatch.setattr(_maxsim, "_CHUNK_BYTES", 4 * 4 * 7)  # 6-row chunks
+    monkeypatch.setattr(_maxsim, "_QUERY_BLOCK_BYTES", 4 * 4 * 9)  # ~9 rows per query block
     rng = np.random.default_rng(2)
     queries = _ragged(rng, 9, 1, 12, 4, shift=-0.3)
     documents = _ragged(rng, 70, 1, 400, 4, shift=0.2)
@@ -67,6 +67,12 @@ def test_blocks_across_many_documents_and_long_queries(monkeypatch: pytest.Monke
     got = maxsim_candidates(queries, documents, cand)
     expect = np.concatenate([want[q, cand[q] : cand[q + 1]] for q in range(9)])
     np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-4)
+    halves = [d.astype(np.float16) for d in documents]
+    want16 = _brute(queries, halves)
+    np.testing.assert_allclose(maxsim(queries, halves), want16, rtol=1e-5, atol=1e-3)
+    got16 = maxsim_candidates(queries, halves, cand)
+    expect16 = np.concatenate([want16[q, cand[q] : cand[q + 1]] for q in range(9)])
+    np.testing.assert_allclose(got16, expect16, rtol=1e-5, atol=1e-3)
 
 
 def test_float16_inputs_accumulate_in_float32() -> None:
@@ -167,3 +173,73 @@ def test_decreasing_candidate_offsets() -> None:
     d = [np.ones((1, 4), np.float32)] * 2
     with pytest.raises(InvalidVectorsError, match="non-decreasing"):
         maxsim_candidates(q, d, [0, 2, 1, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("dim", [1, 13, 384])
+def test_rerank_every_tile_remainder_and_padding(dtype, dim: int) -> None:
+    # Query lengths 1..9 exercise the zero query rows that pad to a tile of 4;
+    # document lengths 1..8 every remainder of the 3-row tiles, 1-token documents
+    # included; dims below, at and off the SIMD width.
+    rng = np.random.default_rng(10 + dim)
+    queries = [rng.standard_normal((t, dim)).astype(np.float32) for t in range(1, 10)]
+    lengths = [int(x) for x in rng.permutation(np.tile(np.arange(1, 9), 4))]
+    documents = [rng.standard_normal((t, dim)).astype(dtype) for t in lengths]
+    cand = np.linspace(0, len(documents), len(queries) + 1).astype(np.int64)
+    want = _brute(queries, documents)
+    expect = np.concatenate([want[q, cand[q] : cand[q + 1]] for q in range(len(queries))])
+    tol = dict(rtol=1e-5, atol=1e-3 * np.sqrt(dim))
+    np.testing.assert_allclose(maxsim_candidates(queries, documents, cand), expect, **tol)
+    np.testing.assert_allclose(maxsim(queries, documents), want, **tol)
+    q16 = [q.astype(np.float16) for q in queries]
+    np.testing.assert_allclose(maxsim(q16, documents), _brute(q16, documents), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_rerank_negative_similarities_at_scale(dtype) -> None:
+    # 384-d, ~120-token candidates, every dot product negative: a padded row (0)
+    # or a zero-initialised max would win; -inf and unpadded documents cannot.
+    rng = np.random.default_rng(11)
+    sign = np.sign(rng.standard_normal(384))
+    query = (np.abs(rng.standard_normal((23, 384))) * sign).astype(np.float32)
+    lengths = [1, 2, 3, 119, 120, 121, 250]
+    documents = [(-np.abs(rng.standard_normal((t, 384))) * sign).astype(dtype) for t in lengths]
+    want = _brute([query], documents)[0]
+    assert (want < 0).all()
+    got = maxsim_candidates([query], documents, [0, len(documents)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-2)
+
+
+def test_rerank_empty_query_is_refused() -> None:
+    q = [np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32)]
+    with pytest.raises(EmptyInputError, match="query 1 has 0 tokens"):
+        maxsim_candidates(q, [np.ones((1, 4), np.float16)], [0, 1, 1])
+
+
+def test_rerank_concurrent_threads_agree() -> None:
+    # The kernel releases the GIL and float16 chunk buffers are per thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(12)
+    queries = _ragged(rng, 8, 5, 30, 64)
+    documents = MultiVectors.from_arrays(
+        [d.astype(np.float16) for d in _ragged(rng, 80, 1, 300, 64)]
+    )
+    cand = np.linspace(0, 80, 9).astype(np.int64)
+    want = maxsim_candidates(queries, documents, cand)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: maxsim_candidates(queries, documents, cand), range(8)))
+    for got in results:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_rerank_non_contiguous_float32_documents() -> None:
+    # Float32 rows decoded elsewhere may arrive as a strided view.
+    rng = np.random.default_rng(13)
+    wide = rng.standard_normal((50, 32)).astype(np.float32)
+    documents = MultiVectors(wide[:, ::2], np.array([0, 1, 20, 50]))
+    queries = [rng.standard_normal((5, 16)).astype(np.float32)]
+    want = _brute(queries, [documents[i] for i in range(3)])[0]
+    np.testing.assert_allclose(
+        maxsim_candidates(queries, documents, [0, 3]), want, rtol=1e-5, atol=1e-4
+    )
