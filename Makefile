@@ -48,6 +48,21 @@ demo: install
 bench: install-bench
 	$(PY) scripts/run_benchmarks.py
 
+# fast-plaid and xtr-warp-rs pin torch==2.11.0 (a ~5 GB CUDA build that runs on the CPU), so
+# they live in their own venv; scripts/bench_peers.py drives them through scripts/peers_runner.py.
+PEERS   := .venv-peers
+PSTAMP  := $(PEERS)/.installed
+PEERS_DATASET ?= /work/shared/data/scifact
+.PHONY: bench-peers
+
+$(PSTAMP):
+	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q torch==2.11.0 fast-plaid==1.7.0.2110 xtr-warp-rs==2.1.0.2110 numpy
+	touch $@
+
+bench-peers: install $(PSTAMP)
+	$(PY) scripts/bench_peers.py $(PEERS_DATASET)
+
 lint: install
 	$(VENV)/bin/ruff check mvr encoders indexing serving tests scripts
 	$(VENV)/bin/mypy
