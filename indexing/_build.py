@@ -14,6 +14,7 @@ batch, skips the documents already indexed and finishes the build.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import shutil
 import threading
@@ -25,10 +26,20 @@ from typing import Any
 
 import numpy as np
 
+from indexing._extras import finish_segment_extras
 from indexing._first_stage_build import build_first_stage, segment_first_stage_kind
-from indexing._segment import SegmentWriter, read_ids
+from indexing._metadata import MetadataStaging, normalise_metadata
+from indexing._segment import FDE_DIR, SegmentWriter, read_ids
+from mvr._codec import TokenCodec
 from mvr._index_config import IndexConfig
-from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest, write_manifest
+from mvr._manifest import (
+    BUILD_DIR,
+    atomic_write_json,
+    file_entry,
+    fsync_dir,
+    read_manifest,
+    write_manifest,
+)
 from mvr._multivectors import MultiVectors
 from mvr._progress import stage_messages
 from mvr.errors import (
@@ -40,32 +51,50 @@ from mvr.errors import (
     IndexNotFoundError,
     InvalidVectorsError,
 )
-from mvr.format import FORMAT_VERSION, SEGMENTS_DIR
+from mvr.format import CODED_DTYPES, FORMAT_VERSION, SEGMENTS_DIR
 
-__all__ = ["build_index", "Document", "BuildSession", "commit_manifest", "new_manifest"]
+__all__ = [
+    "build_index", "Document", "BuildSession", "commit_manifest", "new_manifest", "codec_file_name",
+]
 
 PROGRESS_FILE = "progress.json"
+CODEC_TMP = "codec.faiss"  # the token codec of a build in progress (in .build/)
+
+
+def _codec_dtype(config: IndexConfig) -> str:
+    """The codec's residual width: the table's for res4/res8; 4 bits when only the
+    centroid ids are used (float16 / int8 tables with the approximate stage)."""
+    return config.table_dtype if config.table_dtype in CODED_DTYPES else "res4"
+
+
+def codec_file_name(generation: int) -> str:
+    return f"codec-{generation:06d}.faiss"
 
 
 @dataclass
 class Document:
-    """One input document: an id, and a text, given token vectors, or both."""
+    """One input document: an id, and a text, given token vectors, or both; optionally a
+    flat metadata object (strings, numbers, booleans, lists of strings) to filter on."""
 
     id: str
     text: str | None = None
     vectors: np.ndarray | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def _as_document(item: Any, position: int) -> Document:
-    """Accept ``Document``, ``(id, text)``, ``(id, vectors)``, ``(id, text, vectors)`` or a
-    dict with ``id``/``_id`` and ``text``/``vectors``."""
+    """Accept ``Document``, ``(id, text)``, ``(id, vectors)``, ``(id, text, vectors)``,
+    ``(id, text, metadata_dict)`` or a dict with ``id``/``_id``, ``text``/``vectors`` and
+    optionally ``metadata``."""
     if isinstance(item, Document):
         doc = item
     elif isinstance(item, dict):
         doc = Document(item.get("id", item.get("_id")), item.get("text"),  # type: ignore[arg-type]
-                       item.get("vectors"))
+                       item.get("vectors"), item.get("metadata"))
     elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
-        if len(item) == 3:
+        if len(item) == 3 and isinstance(item[2], dict):
+            doc = Document(item[0], item[1], metadata=item[2])
+        elif len(item) == 3:
             doc = Document(item[0], item[1], item[2])
         elif isinstance(item[1], str):
             doc = Document(item[0], item[1])
@@ -82,6 +111,7 @@ def _as_document(item: Any, position: int) -> Document:
         raise InvalidVectorsError(f"document {position}: expected a str id, got {doc.id!r}")
     if doc.text is None and doc.vectors is None:
         raise InvalidVectorsError(f"document {doc.id!r}: expected a text or vectors, got neither")
+    doc.metadata = normalise_metadata(doc.id, doc.metadata)
     return doc
 
 
@@ -162,7 +192,9 @@ def new_manifest(encoder_identity: Any, dim: int, config: IndexConfig) -> dict[s
         "dim": dim,
         "fde_dim": config.fde.output_dim,
         "config": config.to_dict(),
-        "dtypes": {"table": config.table_dtype, "fde": "float32", "lengths": "<i8"},
+        "dtypes": {"table": config.table_dtype, "fde": "float16", "lengths": "<i8",
+                   "cids": "<u2"},
+        "codec": None,
         "counts": {"documents": 0, "live": 0, "deleted": 0, "tokens": 0},
         "segments": [],
         "tombstones": None,
@@ -170,11 +202,13 @@ def new_manifest(encoder_identity: Any, dim: int, config: IndexConfig) -> dict[s
     }
 
 
-def _segment_entries(root: Path, seg_name: str) -> dict[str, Any]:
+def _segment_entries(root: Path, seg_name: str, skip: str | None = None) -> dict[str, Any]:
+    """Size and SHA-256 of every file of the segment (but those under ``skip``)."""
     seg_dir = root / SEGMENTS_DIR / seg_name
     return {
         str(p.relative_to(root)): file_entry(root, str(p.relative_to(root)))
-        for p in sorted(seg_dir.rglob("*")) if p.is_file()
+        for p in sorted(seg_dir.rglob("*"))
+        if p.is_file() and not (skip and p.relative_to(seg_dir).parts[0] == skip)
     }
 
 
@@ -199,8 +233,14 @@ def commit_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         for p in seg_root.iterdir():
             if p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)
+        for seg in segs:  # format 2: FDEs only live until the segment's first stage exists
+            if not seg.get("has_fdes", True):
+                shutil.rmtree(seg_root / seg["name"] / FDE_DIR, ignore_errors=True)
     for p in root.glob("tombstones-*.json"):
         if p.name != manifest["tombstones"]:
+            p.unlink(missing_ok=True)
+    for p in root.glob("codec-*.faiss"):
+        if p.name != manifest.get("codec"):
             p.unlink(missing_ok=True)
     return manifest
 
@@ -268,7 +308,11 @@ class BuildSession:
     seen_ids: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
     writer: SegmentWriter | None = None
+    codec: Any = None  # mvr._codec.TokenCodec: trained on the first batches, or the index's
     _background: _BackgroundWriter | None = None
+    metadata: MetadataStaging | None = None  # documents' metadata until finish()
+    _pending: list[tuple[Any, ...]] = field(default_factory=list)
+    _pending_tokens: int = 0
 
     @property
     def build_dir(self) -> Path:
@@ -281,11 +325,20 @@ class BuildSession:
     def open(self, state: dict[str, Any] | None = None) -> None:
         assert self.config.fde is not None
         self.build_dir.mkdir(parents=True, exist_ok=True)
+        if self.codec is None and self.config.uses_codec:  # a resumed build: its codec
+            for p in (self.build_dir / CODEC_TMP, self.root / codec_file_name(self.generation)):
+                if p.is_file():
+                    self.codec = TokenCodec.load(p, _codec_dtype(self.config))
+                    break
         self.writer = SegmentWriter(
             self.seg_dir, dim=self.dim, fde_dim=self.config.fde.output_dim,
             table_dtype=self.config.table_dtype, alignment=self.config.record_alignment,
             chunk_rows=self.config.batch_size, store_text=self.config.store_text,
+            uses_codec=self.config.uses_codec, fde_dtype="float16",
         )
+        self.writer.codec = self.codec
+        self.metadata = MetadataStaging.open(
+            self.build_dir, None if state is None else int(state["documents"]))
         if state is not None:
             self.writer.truncate_to(state)
             self.seen_ids.update(read_ids(self.seg_dir))
@@ -312,23 +365,57 @@ class BuildSession:
             if d.id in self.seen_ids or d.id in taken:
                 raise ConfigError(f"duplicate document id {d.id!r}: expected unique ids")
             self.seen_ids.add(d.id)
+        assert self.metadata is not None
+        self.metadata.add_documents(docs)  # checked and fsynced ahead of the batch's vectors
         t = time.perf_counter()
         vectors = _encode_batch(docs, encoder, self.dim)
         t = self._tick("encode", t)
         pooled = _pool_batch(vectors, self.config)
         t = self._tick("pool", t)
-        fdes = _fde_batch(pooled, self.config)
-        self._tick("fde", t)
+        fdes = _fde_batch(pooled, self.config).astype(np.float16)
+        t = self._tick("fde", t)
+        batch = ([d.id for d in docs], [d.text for d in docs], pooled, fdes)
+        if self.config.uses_codec and self.codec is None:  # held until the codec is trained
+            self._pending.append(batch)
+            self._pending_tokens += pooled.total_tokens
+            if self._pending_tokens >= self.config.codec_train_tokens:
+                self._train_codec()
+            return
+        self._submit(batch)
+
+    def _submit(self, batch: tuple[Any, ...]) -> None:
         if self._background is None:
             self._background = _BackgroundWriter(self._write_batch)
-        self._background.submit([d.id for d in docs], [d.text for d in docs], pooled, fdes)
+        self._background.submit(*batch)
+
+    def _train_codec(self) -> None:
+        """Train the token codec on the held batches' tokens, save it in the build folder
+        (a resumed build reloads it), then write the held batches."""
+        t = time.perf_counter()
+        vectors = np.concatenate([b[2].vectors for b in self._pending]).astype(np.float32)
+        limit = self.config.codec_train_tokens
+        if vectors.shape[0] > limit:
+            rng = np.random.default_rng(self.config.first_stage.seed)
+            vectors = vectors[np.sort(rng.choice(vectors.shape[0], limit, replace=False))]
+        self.codec = TokenCodec.train(
+            vectors, dtype=_codec_dtype(self.config), num_centroids=self.config.codec_centroids,
+            seed=self.config.first_stage.seed,
+        )
+        self.codec.save(self.build_dir / CODEC_TMP)
+        assert self.writer is not None
+        self.writer.codec = self.codec
+        self._tick("codec_train", t)
+        pending, self._pending, self._pending_tokens = self._pending, [], 0
+        for batch in pending:
+            self._submit(batch)
 
     def _write_batch(
-        self, ids: list[str], texts: list[str | None], pooled: MultiVectors, fdes: np.ndarray
+        self, ids: list[str], texts: list[str | None], pooled: MultiVectors, fdes: np.ndarray,
+        coded: Any = None,
     ) -> None:
         assert self.writer is not None
         t = time.perf_counter()
-        self.writer.append(ids, texts, pooled, fdes)
+        self.writer.append(ids, texts, pooled, fdes, coded)
         t = self._tick("write", t)
         state = self.writer.commit()
         self.consumed += len(ids)
@@ -337,6 +424,8 @@ class BuildSession:
 
     def flush(self) -> None:
         """Wait until every submitted batch is committed; re-raise a writer error."""
+        if self._pending:
+            self._train_codec()
         if self._background is not None:
             background, self._background = self._background, None
             background.drain()
@@ -348,14 +437,20 @@ class BuildSession:
         n, tokens = self.writer.num_documents, self.writer.num_tokens
         self.writer.close()
         t = time.perf_counter()
+        finish_segment_extras(self.metadata, self.seg_dir, n)  # metadata.arrow, bm25/
+        t = self._tick("metadata_bm25", t)
         kind = segment_first_stage_kind(self.config.first_stage, n)
         build_first_stage(self.seg_dir, self.config.first_stage, kind)
+        # the faiss index holds what it needs: the FDEs are left out of the manifest and
+        # removed once it is committed (a build resumed before that still finds them)
+        drop_fdes = kind != "exact" and not self.config.keep_fdes
         t = self._tick("first_stage", t)
-        files = _segment_entries(self.root, self.segment)
+        files = _segment_entries(self.root, self.segment, skip=FDE_DIR if drop_fdes else None)
         self._tick("checksums", t)
         entry = {
             "name": self.segment, "documents": n, "tokens": tokens, "first_stage": kind,
-            "has_text": self.config.store_text,
+            "has_text": self.config.store_text, "has_fdes": not drop_fdes,
+            "has_cids": self.codec is not None,
         }
         return {"entry": entry, "files": files}
 
@@ -373,12 +468,13 @@ class BuildSession:
 
 
 def _read_progress(root: Path) -> dict[str, Any] | None:
-    import json
+    from mvr._json_files import read_json
 
     p = root / BUILD_DIR / PROGRESS_FILE
     if not p.is_file():
         return None
-    return json.loads(p.read_text())
+    return read_json(p, required=("kind", "segment", "generation", "config", "encoder", "dim",
+                                  "consumed", "state"))
 
 
 def _check_resume(progress: dict[str, Any], config: IndexConfig | None, identity: Any) -> None:
@@ -532,6 +628,13 @@ def build_index(
         manifest["generation"] = session.generation
         manifest["segments"] = [done["entry"]]
         manifest["files"] = done["files"]
+        if session.codec is not None:
+            name = codec_file_name(session.generation)
+            if (session.build_dir / CODEC_TMP).is_file():  # else moved by the interrupted run
+                os.replace(session.build_dir / CODEC_TMP, root / name)
+                fsync_dir(root)
+            manifest["codec"] = name
+            manifest["files"][name] = file_entry(root, name)
         manifest = dict(commit_manifest(root, manifest))
         session.timings["total"] = time.perf_counter() - t0
         manifest["build_timings"] = dict(session.timings)

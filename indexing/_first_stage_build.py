@@ -15,15 +15,22 @@ import numpy as np
 
 from indexing._segment import FIRST_STAGE_FILE, open_fdes
 from mvr._index_config import FirstStageConfig
+from mvr._manifest import atomic_write_bytes
 from mvr.errors import ConfigError
 
-__all__ = ["segment_first_stage_kind", "build_first_stage", "ivf_params", "pq_m"]
+__all__ = [
+    "segment_first_stage_kind", "build_first_stage", "ivf_params", "pq_m", "factory_string",
+]
 
 _ADD_ROWS = 4096
 
 
 def segment_first_stage_kind(cfg: FirstStageConfig, num_documents: int) -> str:
-    """The backend a segment of ``num_documents`` gets: ``exact`` below ``cfg.min_rows``."""
+    """The backend a segment of ``num_documents`` gets: below ``cfg.min_rows``, ``flat``
+    (a faiss ``Flat`` index: exact, so the FDEs need not stay) for the ``faiss`` kind
+    and ``exact`` (FDEs in RAM) for the others."""
+    if cfg.kind == "faiss":
+        return "flat" if num_documents < max(cfg.min_rows, 1) else "faiss"
     if cfg.kind == "exact" or num_documents < max(cfg.min_rows, 1):
         return "exact"
     if cfg.kind == "ivfpq" and num_documents < (1 << cfg.pq_nbits):
@@ -56,6 +63,21 @@ def _train_sample(fdes: Any, size: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(fdes.get_orthogonal_selection((rows, slice(None))), np.float32)
 
 
+def factory_string(cfg: FirstStageConfig, kind: str, n: int, fde_dim: int) -> str:
+    """The faiss factory string of a ``faiss`` / ``flat`` segment of ``n`` rows."""
+    if kind == "flat":
+        return "Flat"
+    nlist, _ = ivf_params(cfg, n)
+    m = pq_m(cfg, fde_dim) if "{m}" in cfg.factory else 0
+    try:
+        return cfg.factory.format(nlist=nlist, m=m)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(
+            f"first_stage.factory: expected only {{nlist}} and {{m}} placeholders, got "
+            f"{cfg.factory!r} ({e})"
+        ) from e
+
+
 def build_first_stage(seg_dir: Path, cfg: FirstStageConfig, kind: str) -> str | None:
     """Build and save the segment's faiss index; returns its file name (None for exact)."""
     if kind == "exact":
@@ -65,7 +87,15 @@ def build_first_stage(seg_dir: Path, cfg: FirstStageConfig, kind: str) -> str | 
     fdes = open_fdes(seg_dir)
     n, d = fdes.shape
     index: Any
-    if kind == "hnsw":
+    if kind in ("faiss", "flat"):
+        factory = factory_string(cfg, kind, n, d)
+        try:
+            index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as e:
+            raise ConfigError(f"first_stage.factory {factory!r}: faiss refused it ({e})") from e
+        if not index.is_trained:
+            index.train(_train_sample(fdes, cfg.train_size, cfg.seed))
+    elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.hnsw_ef_construction
     elif kind == "ivfpq":
@@ -76,10 +106,10 @@ def build_first_stage(seg_dir: Path, cfg: FirstStageConfig, kind: str) -> str | 
         )
         index.train(_train_sample(fdes, cfg.train_size, cfg.seed))
     else:
-        raise ConfigError(f"first_stage.kind: expected hnsw or ivfpq here, got {kind!r}")
+        raise ConfigError(
+            f"first_stage.kind: expected faiss, flat, hnsw or ivfpq here, got {kind!r}"
+        )
     for lo in range(0, n, _ADD_ROWS):
         index.add(np.ascontiguousarray(fdes[lo : lo + _ADD_ROWS], dtype=np.float32))
-    tmp = Path(seg_dir) / (FIRST_STAGE_FILE + ".tmp")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(Path(seg_dir) / FIRST_STAGE_FILE)
+    atomic_write_bytes(Path(seg_dir) / FIRST_STAGE_FILE, faiss.serialize_index(index).tobytes())
     return FIRST_STAGE_FILE

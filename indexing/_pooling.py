@@ -8,7 +8,7 @@ method="ward")``), a cut into ``max(n // pool_factor, 1)`` clusters
 its members. The first ``protected_tokens`` tokens are kept as they are.
 
 The whole batch is clustered by one numba kernel (``nogil``; the batch is split
-over ``torch.get_num_threads()`` threads) that reproduces
+over the BLAS thread count: ``threadpoolctl``'s view, at most the CPUs) that reproduces
 scipy's algorithm step by step: the nearest-neighbour chain with the
 Lance-Williams update for Ward applied to the cosine distances as given (not
 to Euclidean ones), merges sorted by height (stable) and the maxclust cut, which
@@ -27,7 +27,6 @@ from typing import Any
 
 import numba
 import numpy as np
-import torch
 
 from mvr._config import PoolingConfig
 from mvr._multivectors import MultiVectors, as_multivectors
@@ -35,7 +34,7 @@ from mvr.errors import ConfigError, InvalidVectorsError
 
 __all__ = ["pool_tokens"]
 
-# Batches are split over torch.get_num_threads() threads (the numba kernel releases
+# Batches are split over _num_threads() threads (the numba kernel releases
 # the GIL) when each thread gets at least this many documents.
 _MIN_DOCS_PER_THREAD = 32
 
@@ -163,7 +162,7 @@ def _pool(mv: MultiVectors, config: PoolingConfig) -> MultiVectors:
             out[o : out_offsets[d1]],
         )
 
-    chunks = _chunks(lengths, torch.get_num_threads())
+    chunks = _chunks(lengths, _num_threads())
     if len(chunks) == 1:
         run(*chunks[0])
     else:
@@ -427,3 +426,15 @@ def _cluster_means(
                 scale = 1.0 / np.sqrt(s)
         for j in range(dim):
             out[c, j] = sums[c, j] * scale
+
+
+def _num_threads() -> int:
+    """Threads for pooling: the process's CPU affinity, capped by OMP_NUM_THREADS when set
+    (torch is not imported here: ``import serving`` must stay free of it)."""
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        n = min(n, int(env))
+    return max(1, n)

@@ -1,14 +1,8 @@
-"""One segment of an index: its files, an append-only crash-safe writer, readers.
+"""One segment of an index: the append-only crash-safe writer of its files.
 
 A segment directory ``segments/<name>/`` holds (see :mod:`mvr.format`)::
 
-    ids.jsonl          one JSON string per document, in row order
-    lengths.bin        <i8 token count per document (record offsets derive from it)
-    tokens.bin         the re-ranking table records (float16 or int8 + scales), aligned
-    fde.zarr/          float32 (n, fde_dim) document FDEs, chunked by build batch
-    texts.bin          UTF-8 texts back to back (only when texts are stored)
-    text_lengths.bin   <i8 byte length per text (-1 = no text)
-    first_stage.faiss  the faiss index of the segment (hnsw / ivfpq only)
+    (the files of :mod:`mvr._segments`, the format contract; readers live there)
 
 The writer appends one batch at a time and commits it with :meth:`SegmentWriter.commit`
 (fsync of every file, then the caller records the sizes in its progress file).
@@ -26,8 +20,25 @@ from typing import Any
 import numpy as np
 
 from mvr._multivectors import MultiVectors
-from mvr.errors import CorruptIndexError
-from mvr.format import TOKENS_FILE, aligned_offsets, record_nbytes
+from mvr.errors import ConfigError, CorruptIndexError
+from mvr._segments import (
+    APPEND_FILES,
+    CIDS_FILE,
+    FDE_DIR,
+    FIRST_STAGE_FILE,
+    IDS_FILE,
+    LENGTHS_FILE,
+    TEXT_LENGTHS_FILE,
+    TEXTS_FILE,
+    TextReader,
+    open_fdes,
+    read_cids,
+    read_ids,
+    read_lengths,
+    record_offsets,
+    segment_files,
+)
+from mvr.format import CODED_DTYPES, TOKENS_FILE, aligned_offsets, record_nbytes
 
 __all__ = [
     "IDS_FILE",
@@ -37,29 +48,16 @@ __all__ = [
     "TEXT_LENGTHS_FILE",
     "FIRST_STAGE_FILE",
     "APPEND_FILES",
+    "CIDS_FILE",
     "SegmentWriter",
     "segment_files",
+    "read_cids",
     "read_ids",
     "read_lengths",
     "open_fdes",
     "record_offsets",
     "TextReader",
 ]
-
-IDS_FILE = "ids.jsonl"
-LENGTHS_FILE = "lengths.bin"
-FDE_DIR = "fde.zarr"
-TEXTS_FILE = "texts.bin"
-TEXT_LENGTHS_FILE = "text_lengths.bin"
-FIRST_STAGE_FILE = "first_stage.faiss"
-APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, TEXTS_FILE, TEXT_LENGTHS_FILE)
-
-
-def record_offsets(lengths: np.ndarray, dim: int, dtype: str, alignment: int) -> np.ndarray:
-    """Byte offset of every record in ``tokens.bin``. Shape: (n + 1,); last = end of data."""
-    nbytes = np.asarray(record_nbytes(np.asarray(lengths, np.int64), dim, dtype), np.int64)
-    return aligned_offsets(nbytes, alignment)
-
 
 _GROW_CHUNKS = 32  # the FDE array grows this many chunks ahead of the appended rows
 
@@ -97,6 +95,24 @@ def _pack_records(
     return out.tobytes()
 
 
+def _pack_codes(codes: np.ndarray, lengths: np.ndarray, alignment: int, start: int) -> bytes:
+    """Residual codes (shape (total, code_size) uint8) as records of ``lengths`` tokens at
+    their aligned offsets from ``start`` (zero padding, also at the end)."""
+    flat = np.ascontiguousarray(codes, dtype=np.uint8)
+    row = flat.shape[1] if flat.ndim == 2 else 0
+    nbytes = np.asarray(lengths, np.int64) * row
+    offs = aligned_offsets(nbytes, alignment, start) - start
+    if offs[0] == 0 and np.array_equal(offs[1:-1], np.cumsum(nbytes)[:-1]):
+        return flat.tobytes() + b"\0" * int(offs[-1] - nbytes.sum())
+    out = np.zeros(int(offs[-1]), dtype=np.uint8)
+    raw = flat.reshape(-1)
+    pos = 0
+    for i, nb in enumerate(nbytes.tolist()):
+        out[offs[i] : offs[i] + nb] = raw[pos : pos + nb]
+        pos += nb
+    return out.tobytes()
+
+
 class SegmentWriter:
     """Append batches of documents to a new (or partially written) segment.
 
@@ -118,7 +134,7 @@ class SegmentWriter:
 
     def __init__(
         self, seg_dir: Path, *, dim: int, fde_dim: int, table_dtype: str, alignment: int,
-        chunk_rows: int, store_text: bool,
+        chunk_rows: int, store_text: bool, uses_codec: bool = False, fde_dtype: str = "float32",
     ) -> None:
         import zarr
 
@@ -126,9 +142,13 @@ class SegmentWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dim, self.fde_dim = dim, fde_dim
         self.table_dtype, self.alignment, self.store_text = table_dtype, alignment, store_text
+        self.codec: Any = None  # set (mvr._codec.TokenCodec) before the first append when used
+        self.uses_codec = uses_codec
         self.num_documents = 0
         self.num_tokens = 0
         names = [IDS_FILE, LENGTHS_FILE, TOKENS_FILE]
+        if uses_codec:
+            names.append(CIDS_FILE)
         if store_text:
             names += [TEXTS_FILE, TEXT_LENGTHS_FILE]
         self._files = {n: open(self.dir / n, "ab") for n in names}  # noqa: SIM115
@@ -140,27 +160,39 @@ class SegmentWriter:
         else:
             self._fde = zarr.create_array(
                 store=str(fde_path), shape=(0, fde_dim), chunks=(chunk_rows, fde_dim),
-                dtype="float32", compressors=None, fill_value=0.0, zarr_format=3,
+                dtype=fde_dtype, compressors=None, fill_value=0.0, zarr_format=3,
             )
 
     # ------------------------------------------------------------------ appending
     def append(
         self, ids: Sequence[str], texts: Sequence[str | None] | None, pooled: MultiVectors,
-        fdes: np.ndarray,
+        fdes: np.ndarray, coded: Any = None,
     ) -> None:
-        """Append one batch (not yet committed): records, ids, texts, FDE rows."""
-        self.append_tokens(pooled)
+        """Append one batch (not yet committed): records, ids, texts, FDE rows.
+        ``coded``: the tokens' (centroid ids, residual codes) when already encoded
+        (compaction copies them)."""
+        self.append_tokens(pooled, coded)
         self.append_ids(ids, texts)
         self.append_fdes(fdes)
         self.num_documents += len(ids)
         self.num_tokens += pooled.total_tokens
 
-    def append_tokens(self, pooled: MultiVectors) -> None:
+    def append_tokens(self, pooled: MultiVectors, coded: Any = None) -> None:
         f = self._files[TOKENS_FILE]
         lengths = np.asarray(pooled.lengths, dtype=np.int64)
         start = f.tell()
-        f.write(_pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,
-                              self.alignment, start))
+        if self.uses_codec:
+            if self.codec is None:
+                raise ConfigError("segment writer: the token codec must be set before tokens")
+            cids, codes = coded if coded is not None else self.codec.encode(pooled.vectors)
+            if codes is None and self.table_dtype in CODED_DTYPES:
+                codes = self.codec.encode(pooled.vectors)[1]
+            self._files[CIDS_FILE].write(cids.astype("<u2").tobytes())
+        if self.table_dtype in CODED_DTYPES:  # res4 / res8: residual codes, ids apart
+            f.write(_pack_codes(codes, lengths, self.alignment, start))
+        else:
+            f.write(_pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,
+                                  self.alignment, start))
         self._files[LENGTHS_FILE].write(lengths.astype("<i8").tobytes())
 
     def append_ids(self, ids: Sequence[str], texts: Sequence[str | None] | None) -> None:
@@ -181,7 +213,7 @@ class SegmentWriter:
         if self._fde.shape[0] < n + m:  # grow ahead: zarr.json is rewritten every _GROW chunks
             self._fde.resize((n + m + _GROW_CHUNKS * rows, self.fde_dim))
             self._meta_dirty = True
-        self._fde[n : n + m] = np.asarray(fdes, dtype=np.float32)
+        self._fde[n : n + m] = np.asarray(fdes, dtype=self._fde.dtype)
         self._dirty_chunks.update(range(n // rows, (n + m - 1) // rows + 1) if m else ())
 
     # ------------------------------------------------------------------ commits
@@ -252,48 +284,3 @@ class SegmentWriter:
         for f in self._files.values():
             f.close()
         self._files = {}
-
-
-# ---------------------------------------------------------------------- reading
-def segment_files(seg_dir: Path) -> list[Path]:
-    """Every file of a segment (recursively), sorted."""
-    return sorted(p for p in Path(seg_dir).rglob("*") if p.is_file())
-
-
-def read_ids(seg_dir: Path) -> list[str]:
-    """Document ids in row order."""
-    with open(Path(seg_dir) / IDS_FILE, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
-def read_lengths(seg_dir: Path) -> np.ndarray:
-    """Shape: (n,) int64 token counts."""
-    return np.fromfile(Path(seg_dir) / LENGTHS_FILE, dtype="<i8").astype(np.int64)
-
-
-def open_fdes(seg_dir: Path) -> Any:
-    """The segment's FDE zarr array (read-only), shape (n, fde_dim) float32."""
-    import zarr
-
-    return zarr.open_array(str(Path(seg_dir) / FDE_DIR), mode="r")
-
-
-class TextReader:
-    """Random access to a segment's stored texts (``None`` when absent)."""
-
-    def __init__(self, seg_dir: Path) -> None:
-        seg_dir = Path(seg_dir)
-        lens = np.fromfile(seg_dir / TEXT_LENGTHS_FILE, dtype="<i8")
-        self._lens = lens
-        self._starts = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(np.maximum(lens, 0), out=self._starts[1:])
-        self._file = open(seg_dir / TEXTS_FILE, "rb")  # noqa: SIM115
-
-    def get(self, row: int) -> str | None:
-        if self._lens[row] < 0:
-            return None
-        start, n = int(self._starts[row]), int(self._lens[row])
-        return os.pread(self._file.fileno(), n, start).decode("utf-8")
-
-    def close(self) -> None:
-        self._file.close()

@@ -8,7 +8,6 @@ place, so searchers opened before keep their snapshot.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from indexing._build import BuildSession, _batches, commit_manifest
-from indexing._segment import TextReader, open_fdes, read_ids, read_lengths, record_offsets
+from indexing._metadata import stage_live_metadata
+from indexing._segment import (
+    TextReader,
+    open_fdes,
+    read_cids,
+    read_ids,
+    read_lengths,
+    record_offsets,
+)
 from mvr._index_config import IndexConfig
 from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest
 from mvr._multivectors import MultiVectors
@@ -86,7 +93,10 @@ class IndexWriter:
         name = self.manifest["tombstones"]
         if name is None:
             return {}
-        return {k: list(v) for k, v in json.loads((self.path / name).read_text()).items()}
+        from mvr._json_files import read_tombstones
+
+        docs = {s["name"]: int(s["documents"]) for s in self.manifest["segments"]}
+        return read_tombstones(self.path / name, docs)
 
     def _live_ids(self) -> dict[str, tuple[str, int]]:
         """id -> (segment name, row) of every live document."""
@@ -110,8 +120,23 @@ class IndexWriter:
             f"seg-{gen:06d}", gen,
         )
         shutil.rmtree(session.seg_dir, ignore_errors=True)
+        session.codec = self._codec()
         session.open(None)
         return session
+
+    def _codec(self) -> Any:
+        """The index's token codec (format 2), or None."""
+        name = self.manifest.get("codec")
+        if name is None:
+            return None
+        from indexing._build import _codec_dtype
+        from mvr._codec import TokenCodec
+
+        return TokenCodec.load(self.path / name, _codec_dtype(self.config))
+
+    def _codec_files(self) -> dict[str, Any]:
+        name = self.manifest.get("codec")
+        return {} if name is None else {name: self.manifest["files"][name]}
 
     def _append_segment(self, session: BuildSession) -> dict[str, Any]:
         done = session.finish()
@@ -152,9 +177,12 @@ class IndexWriter:
             raise
         return added
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Tombstone ``ids`` (searches never return them again). Unknown ids raise
-        :class:`DocumentNotFoundError` listing them; nothing is deleted then."""
+    def delete(self, ids: Sequence[str] | str) -> int:
+        """Tombstone ``ids`` (searches never return them again); a single str is one id.
+        Unknown ids raise :class:`DocumentNotFoundError` listing them; nothing is deleted
+        then."""
+        if isinstance(ids, str):
+            ids = [ids]  # not its characters
         live = self._live_ids()
         missing = sorted({i for i in ids if i not in live})
         if missing:
@@ -185,9 +213,11 @@ class IndexWriter:
         rebuild its first stage. Vectors are copied as stored (no re-encoding)."""
         session = self._new_session()
         try:
-            for docs, pooled, fdes in self._live_batches():
+            stage_live_metadata(session, self.path, self.manifest["segments"], self._tombstones())
+            for docs, pooled, fdes, coded in self._live_batches(session.codec):
                 assert session.writer is not None
-                session._write_batch([d[0] for d in docs], [d[1] for d in docs], pooled, fdes)
+                session._write_batch([d[0] for d in docs], [d[1] for d in docs], pooled, fdes,
+                                     coded)
             done = session.finish()
         except BaseException:
             session.close()
@@ -197,13 +227,19 @@ class IndexWriter:
         manifest = dict(self.manifest)
         manifest["generation"] = session.generation
         manifest["segments"] = [done["entry"]]
-        manifest["files"] = done["files"]
+        manifest["files"] = {**self._codec_files(), **done["files"]}
         manifest["tombstones"] = None
         manifest["counts"] = {**self.manifest["counts"], "deleted": 0}
         return self._commit(manifest)
 
-    def _live_batches(self) -> Iterable[tuple[list[tuple[str, str | None]], MultiVectors, np.ndarray]]:
-        """Live documents of every segment, batch by batch: (ids+texts, pooled, fdes)."""
+    def _live_batches(
+        self, codec: Any
+    ) -> Iterable[tuple[list[tuple[str, str | None]], MultiVectors, np.ndarray, Any]]:
+        """Live documents of every segment, batch by batch: (ids+texts, pooled, fdes,
+        (centroid ids, residual codes) or None). Codes are copied as stored, never
+        re-encoded; FDEs that format 2 dropped are recomputed from the stored tokens."""
+        from indexing._build import _fde_batch
+        from mvr.format import CODED_DTYPES
         tomb = self._tombstones()
         dtype, align, dim = self.config.table_dtype, self.config.record_alignment, self.manifest["dim"]
         bs = self.config.batch_size
@@ -213,7 +249,9 @@ class IndexWriter:
             dead[np.asarray(tomb.get(seg["name"], []), dtype=np.int64)] = True
             ids, lengths = read_ids(d), read_lengths(d)
             offs = record_offsets(lengths, dim, dtype, align)
-            fdes = open_fdes(d)
+            fdes = open_fdes(d) if seg.get("has_fdes", True) else None
+            cids = read_cids(d, int(seg["tokens"])) if codec is not None else None
+            starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             texts = TextReader(d) if seg["has_text"] else None
             raw: Any = np.memmap(d / TOKENS_FILE, dtype=np.uint8, mode="r") if offs[-1] else None
             try:
@@ -221,12 +259,30 @@ class IndexWriter:
                     rows = [r for r in range(lo, min(lo + bs, seg["documents"])) if not dead[r]]
                     if not rows:
                         continue
-                    arrays = [decode_record(raw[offs[r]: offs[r + 1]], int(lengths[r]), dim, dtype)
-                              for r in rows]
+                    coded = None
+                    if cids is not None:
+                        bcids = np.concatenate([cids[starts[r] : starts[r + 1]] for r in rows])
+                        codes = None
+                        if dtype in CODED_DTYPES:
+                            row = codec.code_size
+                            codes = np.concatenate([
+                                np.asarray(raw[offs[r] : offs[r] + int(lengths[r]) * row])
+                                for r in rows]).reshape(-1, row)
+                        coded = (bcids, codes)
+                    arrays = [
+                        decode_record(raw[offs[r]: offs[r + 1]], int(lengths[r]), dim, dtype,
+                                      codec=codec,
+                                      cids=None if cids is None else cids[starts[r]:starts[r + 1]])
+                        for r in rows
+                    ]
                     pooled = MultiVectors.from_arrays(arrays, dim=dim, dtype=arrays[0].dtype)
                     docs = [(ids[r], None if texts is None else texts.get(r)) for r in rows]
-                    yield docs, pooled, np.asarray(fdes.get_orthogonal_selection(
-                        (np.asarray(rows), slice(None))), dtype=np.float32)
+                    if fdes is None:
+                        batch_fdes = _fde_batch(pooled.astype(np.float32), self.config)
+                    else:
+                        batch_fdes = np.asarray(fdes.get_orthogonal_selection(
+                            (np.asarray(rows), slice(None))), dtype=np.float32)
+                    yield docs, pooled, batch_fdes.astype(np.float16), coded
             finally:
                 if texts is not None:
                     texts.close()

@@ -13,11 +13,13 @@ from typing import Any
 
 from mvr._config import FDEConfig, PoolingConfig, config_from_dict
 from mvr.errors import ConfigError
-from mvr.format import TABLE_DTYPES
+from mvr.format import CODED_DTYPES, TABLE_DTYPES
 
-__all__ = ["FirstStageConfig", "IndexConfig", "FIRST_STAGE_KINDS"]
+__all__ = ["FirstStageConfig", "IndexConfig", "FIRST_STAGE_KINDS", "DEFAULT_FACTORY"]
 
-FIRST_STAGE_KINDS = ("exact", "hnsw", "ivfpq")
+DEFAULT_FACTORY = "IVF{nlist},PQ{m}x4fs"
+
+FIRST_STAGE_KINDS = ("exact", "hnsw", "ivfpq", "faiss")
 
 
 def _int_at_least(name: str, value: Any, low: int) -> None:
@@ -36,12 +38,19 @@ class FirstStageConfig:
 
     Parameters
     ----------
-    kind : {"exact", "hnsw", "ivfpq"}
-        ``exact``: blocked GEMM over every FDE (the default; right below ~200k
-        documents). ``hnsw``: faiss ``IndexHNSWFlat`` (inner product).
-        ``ivfpq``: faiss ``IndexIVFPQ``, product quantisation with 256 centroids
-        (8 bits) per group of ``pq_group`` coordinates -- MUVERA's "PQ-256-8"
-        with the default ``pq_group=8`` (32x smaller than float32).
+    kind : {"faiss", "exact", "hnsw", "ivfpq"}
+        ``faiss`` (the default): the faiss index that ``factory`` describes
+        (``faiss.index_factory``, inner product), trained on a sample of the
+        segment's FDEs; segments under ``min_rows`` get ``"Flat"`` (exact). Its
+        codes are all the first stage keeps in RAM. ``exact``: blocked GEMM over
+        float32 FDEs held in RAM (40 KB per document at the default FDE).
+        ``hnsw``: faiss ``IndexHNSWFlat``. ``ivfpq``: faiss ``IndexIVFPQ`` with
+        ``pq_group`` coordinates per 2**``pq_nbits``-centroid sub-quantizer
+        (MUVERA's "PQ-256-8").
+    factory : str
+        faiss factory string of the ``faiss`` kind; ``{nlist}`` is replaced by the
+        segment's IVF list count (``ivf_nlist`` or ``4 * sqrt(n)``) and ``{m}`` by
+        ``fde_dim / pq_group``. Measured against the alternatives in EVALUATION.md.
     hnsw_m : int
         HNSW graph degree.
     hnsw_ef_construction : int
@@ -65,7 +74,8 @@ class FirstStageConfig:
         Seed for training samples.
     """
 
-    kind: str = "exact"
+    kind: str = "faiss"
+    factory: str = DEFAULT_FACTORY
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 256
@@ -81,6 +91,10 @@ class FirstStageConfig:
         if self.kind not in FIRST_STAGE_KINDS:
             raise ConfigError(
                 f"first_stage.kind: expected one of {FIRST_STAGE_KINDS}, got {self.kind!r}"
+            )
+        if not isinstance(self.factory, str) or not self.factory.strip():
+            raise ConfigError(
+                f"first_stage.factory: expected a faiss factory string, got {self.factory!r}"
             )
         _int_at_least("first_stage.hnsw_m", self.hnsw_m, 2)
         _int_at_least("first_stage.hnsw_ef_construction", self.hnsw_ef_construction, 1)
@@ -115,8 +129,20 @@ class IndexConfig:
         the MUVERA defaults, fixed at build time by :meth:`resolved`.
     pooling : PoolingConfig
         Token pooling before the FDE and the re-ranking table (``pool_factor=2``).
-    table_dtype : {"float16", "int8"}
-        Re-ranking table record encoding (see :mod:`mvr.format`).
+    table_dtype : {"res4", "float16", "int8", "res8"}
+        Re-ranking table record encoding (see :mod:`mvr.format`): ``res4`` (the
+        default) = centroid + 4-bit residual per dimension, 1/4 of float16.
+    approx : bool
+        Train the token codec and keep every token's centroid id (2 bytes) so that
+        search narrows the first stage's candidates by approximate MaxSim before the
+        exact re-rank (always on for ``res4``/``res8``, which need the codec).
+    codec_centroids : int
+        At most this many k-means centroids in the token codec (<= 65536).
+    codec_train_tokens : int
+        Pooled tokens (from the first documents) the codec is trained on.
+    keep_fdes : bool
+        Keep the float16 FDEs on disk after the first stage is built (format 2 drops
+        them: compaction recomputes them from the stored tokens).
     record_alignment : int
         Records start on multiples of this many bytes (4096: one document is
         one or two page-aligned reads; 1 = packed).
@@ -127,17 +153,25 @@ class IndexConfig:
     store_text : bool
         Keep document texts in the index (for snippets and ``get_texts``).
     default_candidates : int
-        First-stage candidates N re-ranked per query when ``search`` gets none.
+        First-stage candidates N per query when ``search`` gets none.
+    default_rerank : int
+        Of those, how many the approximate MaxSim keeps for the exact re-rank (when the
+        index has centroid ids; ``search(rerank_candidates=...)`` overrides it).
     """
 
     fde: FDEConfig | None = None
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
-    table_dtype: str = "float16"
+    table_dtype: str = "res4"
+    approx: bool = True
+    codec_centroids: int = 4096
+    codec_train_tokens: int = 131_072
+    keep_fdes: bool = False
     record_alignment: int = 4096
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
     batch_size: int = 256
     store_text: bool = True
-    default_candidates: int = 200
+    default_candidates: int = 2000
+    default_rerank: int = 100
 
     def __post_init__(self) -> None:
         if self.fde is not None and not isinstance(self.fde, FDEConfig):
@@ -153,6 +187,14 @@ class IndexConfig:
         _int_at_least("record_alignment", self.record_alignment, 1)
         _int_at_least("batch_size", self.batch_size, 1)
         _int_at_least("default_candidates", self.default_candidates, 1)
+        _int_at_least("default_rerank", self.default_rerank, 1)
+        _int_at_least("codec_centroids", self.codec_centroids, 1)
+        if self.codec_centroids > 1 << 16:
+            raise ConfigError(f"codec_centroids: expected <= 65536, got {self.codec_centroids}")
+        _int_at_least("codec_train_tokens", self.codec_train_tokens, 1)
+        for name in ("approx", "keep_fdes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         if not isinstance(self.store_text, bool):
             raise ConfigError(f"store_text: expected a bool, got {self.store_text!r}")
 
@@ -177,13 +219,26 @@ class IndexConfig:
             "batch_size": self.batch_size,
             "store_text": self.store_text,
             "default_candidates": self.default_candidates,
+            "default_rerank": self.default_rerank,
+            "approx": self.approx,
+            "codec_centroids": self.codec_centroids,
+            "codec_train_tokens": self.codec_train_tokens,
+            "keep_fdes": self.keep_fdes,
         }
+
+    @property
+    def uses_codec(self) -> bool:
+        """Whether the build trains a token codec (coded table or approximate stage)."""
+        return self.approx or self.table_dtype in CODED_DTYPES
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IndexConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"IndexConfig: expected a dict, got {type(d).__name__}")
         d = dict(d)
+        if "approx" not in d:  # written by format 1: no codec, FDEs kept
+            d.setdefault("approx", False)
+            d.setdefault("keep_fdes", True)
         if d.get("fde") is not None:
             d["fde"] = FDEConfig.from_dict(d["fde"])
         if "pooling" in d:

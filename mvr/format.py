@@ -13,12 +13,24 @@ starts at byte ``record_offsets[i]`` and holds ``lengths[i]`` tokens of ``dim``:
 * ``float16``: ``lengths[i] * dim`` little-endian float16, row-major;
 * ``int8``: ``lengths[i] * dim`` int8 (row-major) followed by ``lengths[i]``
   little-endian float32 scales; token = int8 row * scale.
+* ``res4`` / ``res8`` (format version 2): ``lengths[i]`` residual codes of
+  ``dim / 2`` / ``dim`` bytes (4 / 8 bits per dimension); token = centroid +
+  decoded residual (:class:`mvr._codec.TokenCodec`). The centroid id of every
+  token is stored apart, in the segment's ``cids.bin`` (held in RAM by readers:
+  the approximate MaxSim scores it), so a record is exactly its residual codes.
+
+Format version 2 adds the compact tables above, the index-level token codec
+(``codec-<generation>.faiss``, named in the manifest), per-segment ``cids.bin``,
+faiss first stages built from a factory string, and FDEs that are dropped after
+the first stage is built. Version 1 indexes still open.
 
 Records start on multiples of ``record_alignment`` bytes (1 = packed), recorded
 in the manifest, so one document is one contiguous (aligned) read.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -32,19 +44,21 @@ __all__ = [
     "SEGMENTS_DIR",
     "TOKENS_FILE",
     "TABLE_DTYPES",
+    "CODED_DTYPES",
     "record_nbytes",
     "encode_records",
     "decode_record",
     "aligned_offsets",
 ]
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 SEGMENTS_DIR = "segments"
 TOKENS_FILE = "tokens.bin"
-TABLE_DTYPES = ("float16", "int8")
+TABLE_DTYPES = ("float16", "int8", "res4", "res8")
+CODED_DTYPES = ("res4", "res8")  # need the index's token codec to decode
 
 
 def _check_dtype(dtype: str) -> None:
@@ -57,6 +71,10 @@ def record_nbytes(lengths: np.ndarray | int, dim: int, dtype: str) -> np.ndarray
     _check_dtype(dtype)
     if dtype == "float16":
         return lengths * dim * 2
+    if dtype == "res4":
+        return lengths * ((dim + 1) // 2)
+    if dtype == "res8":
+        return lengths * dim
     return lengths * dim + lengths * 4
 
 
@@ -87,6 +105,8 @@ def encode_records(vectors: np.ndarray, lengths: np.ndarray, dtype: str) -> list
 
 
 def _encode_one(block: np.ndarray, dtype: str) -> bytes:
+    if dtype in CODED_DTYPES:
+        raise ConfigError(f"{dtype} records are written by the index build (they need its codec)")
     if dtype == "float16":
         return np.ascontiguousarray(block, dtype="<f2").tobytes()
     block = np.asarray(block, dtype=np.float32)
@@ -96,14 +116,27 @@ def _encode_one(block: np.ndarray, dtype: str) -> bytes:
     return q.tobytes() + scale.tobytes()
 
 
-def decode_record(buf: bytes | memoryview, n_tokens: int, dim: int, dtype: str, *, what: str = "record") -> np.ndarray:
+def decode_record(
+    buf: bytes | memoryview | np.ndarray, n_tokens: int, dim: int, dtype: str, *,
+    what: str = "record", codec: Any = None, cids: np.ndarray | None = None,
+) -> np.ndarray:
     """Decode one record into a ``(n_tokens, dim)`` array (float16 or float32).
+
+    ``res4`` / ``res8`` records need the index's ``codec`` (:class:`mvr._codec.TokenCodec`)
+    and the record's centroid ids ``cids`` (shape (n_tokens,)).
 
     Raises :class:`TokenReadError` naming ``what`` if ``buf`` is shorter than the record.
     """
     need = int(record_nbytes(n_tokens, dim, dtype))
     if len(buf) < need:
         raise TokenReadError(f"{what}: short read, expected {need} bytes, got {len(buf)}")
+    if dtype in CODED_DTYPES:
+        if codec is None or cids is None or len(cids) != n_tokens:
+            raise ConfigError(
+                f"{what}: a {dtype} record needs the token codec and {n_tokens} centroid ids"
+            )
+        codes = np.frombuffer(buf, dtype=np.uint8, count=need).reshape(n_tokens, -1)
+        return codec.decode(cids, codes)
     if dtype == "float16":
         return np.frombuffer(buf, dtype="<f2", count=n_tokens * dim).reshape(n_tokens, dim)
     q = np.frombuffer(buf, dtype=np.int8, count=n_tokens * dim).reshape(n_tokens, dim)

@@ -30,8 +30,13 @@ from typing import Any
 import numpy as np
 
 from mvr._multivectors import MultiVectors
-from mvr.errors import ConfigError, DimensionMismatchError, TokenReadError
-from mvr.format import TABLE_DTYPES, decode_record, record_nbytes
+from mvr.errors import (
+    ConfigError,
+    DimensionMismatchError,
+    RowOutOfRangeError,
+    TokenReadError,
+)
+from mvr.format import CODED_DTYPES, TABLE_DTYPES, decode_record, record_nbytes
 from serving._cache import ClockCache
 
 __all__ = ["TableFile", "DiskTokenStore", "DIRECT_ALIGNMENT", "DEFAULT_CACHE_FRACTION"]
@@ -209,7 +214,9 @@ class DiskTokenStore:
         coarse_candidates: int | None = None,
         coarse_factor: float = 1.2,
     ) -> None:
+        self._layout: Any = None
         if hasattr(files, "paths") and hasattr(files, "segment"):  # a serving._stores.TableLayout
+            self._layout = files
             files, dim, dtype = _layout_files(files), files.dim, files.dtype
         dtype = dtype or "float16"
         if dim is None:
@@ -386,7 +393,9 @@ class DiskTokenStore:
         n = len(self)
         if rows.size and (rows.min() < 0 or rows.max() >= n):
             bad = rows[(rows < 0) | (rows >= n)][0]
-            raise IndexError(f"row {int(bad)} out of range for a table of {n} documents")
+            raise RowOutOfRangeError(
+                f"row {int(bad)} out of range: expected 0 <= row < {n} (a table of {n} documents)"
+            )
         return rows
 
     def _gather(self, rows: np.ndarray, prefetched: Mapping[int, Any]) -> dict[int, np.ndarray]:
@@ -512,6 +521,13 @@ class DiskTokenStore:
             )
         if self._dtype == "float16":
             return buf[:need].view("<f2").reshape(n, self._dim), got, took
+        if self._dtype in CODED_DTYPES:
+            lay = self._layout
+            if lay is None or lay.codec is None:
+                raise ConfigError(f"a {self._dtype} table needs the index's token codec")
+            lo = int(lay.tok_starts[row])
+            return decode_record(buf, n, self._dim, self._dtype, what=self._what(row, f.path),
+                                 codec=lay.codec, cids=lay.cids[lo : lo + n]), got, took
         return decode_record(buf, n, self._dim, self._dtype), got, took
 
     def _pread(self, f: _File, off: int, need: int) -> tuple[np.ndarray, int]:

@@ -24,7 +24,10 @@ class FaissFirstStage:
     ----------
     path : Path
         The saved index (``faiss.write_index``).
-    kind : {"hnsw", "ivfpq"}
+    kind : {"faiss", "flat", "hnsw", "ivfpq"}
+        ``faiss``: built from ``config.factory``; its IVF (if any) is probed
+        ``ivf_nprobe`` lists, its HNSW (if any) searched with ``hnsw_ef_search``.
+        ``flat``: exact.
     config : FirstStageConfig
         Search parameters (``hnsw_ef_search``, ``ivf_nprobe``).
     """
@@ -34,14 +37,32 @@ class FaissFirstStage:
 
         from indexing._first_stage_build import ivf_params
 
+        from mvr.errors import CorruptIndexError
+
         self._faiss = faiss
         self.kind = kind
-        self.index = faiss.read_index(str(path))
+        try:
+            self.index = faiss.read_index(str(path))
+        except RuntimeError as e:
+            raise CorruptIndexError(f"first stage {path}: faiss cannot read it ({e})") from e
         self.config = config
-        if kind == "ivfpq":
+        self._size = int(Path(path).stat().st_size)
+        self._ivf = None
+        if kind in ("ivfpq", "faiss"):
+            try:
+                self._ivf = faiss.extract_index_ivf(self.index)
+            except RuntimeError:
+                self._ivf = None
+        self._hnsw = kind == "hnsw" or (kind == "faiss" and hasattr(self.index, "hnsw"))
+        self.nprobe = 1
+        if self._ivf is not None:
             self.nprobe = ivf_params(config, self.ntotal)[1]
-            if config.ivf_nprobe is None:
-                self.nprobe = min(max(self.nprobe, 1), faiss.extract_index_ivf(self.index).nlist)
+            self.nprobe = min(max(self.nprobe, 1), int(self._ivf.nlist))
+
+    @property
+    def nbytes(self) -> int:
+        """RAM the index holds (its serialised size: codes, lists, centroids)."""
+        return self._size
 
     @property
     def ntotal(self) -> int:
@@ -51,30 +72,36 @@ class FaissFirstStage:
     def dim(self) -> int:
         return int(self.index.d)
 
-    def _params(self, n: int, allowed: np.ndarray | None) -> tuple[Any, Any]:
+    def _params(
+        self, n: int, allowed: np.ndarray | None, nprobe: int | None = None
+    ) -> tuple[Any, Any]:
         faiss = self._faiss
         sel, keep = None, None
         if allowed is not None and not allowed.all():
             keep = np.packbits(allowed.astype(bool), bitorder="little")
             sel = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(keep))
-        if self.kind == "hnsw":
+        params: Any
+        if self._hnsw:
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(self.config.hnsw_ef_search, n)
-        else:
+        elif self._ivf is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = self.nprobe
+            params.nprobe = self.nprobe if nprobe is None else min(nprobe, int(self._ivf.nlist))
+        else:
+            params = faiss.SearchParameters()
         if sel is not None:
             params.sel = sel
         return params, (sel, keep)
 
     def search(
-        self, queries: np.ndarray, n: int, *, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
+        nprobe: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_queries(queries, self.dim)
         n = min(n, self.ntotal)
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        params, _alive = self._params(n, allowed)
+        params, _alive = self._params(n, allowed, nprobe)
         scores, rows = self.index.search(queries, n, params=params)
         rows = rows.astype(np.int64)
         scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)

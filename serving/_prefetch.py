@@ -31,6 +31,8 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from mvr.errors import ConfigError, DimensionMismatchError
+from serving._stages import check_k as _check_k
+from serving._stages import tick as _tick
 
 __all__ = [
     "CoarsePass",
@@ -362,6 +364,29 @@ class SegmentedCoarsePass:
         return best_s, best_r
 
 
+class FaissCoarsePass:
+    """The coarse pass of a faiss IVF first stage: the same index probed fewer lists
+    (``nprobe``, default a quarter of the first stage's)."""
+
+    def __init__(self, stage: Any, nprobe: int | None = None) -> None:
+        self.stage = stage
+        self.nprobe = max(1, int(nprobe) if nprobe else stage.nprobe // 4)
+        self.dims = stage.dim
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.stage.ntotal)
+
+    @property
+    def nbytes(self) -> int:
+        return 0  # shares the first stage's codes
+
+    def search(
+        self, queries: np.ndarray, n: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.stage.search(queries, n, allowed=allowed, nprobe=self.nprobe)
+
+
 class Prefetcher:
     """Runs the coarse pass and starts the reads of its top rows.
 
@@ -434,7 +459,12 @@ def make_prefetcher(store: Any, first_stage: Any) -> Prefetcher | None:
         return None
     parts = []
     for base, stage in getattr(first_stage, "parts", [(0, first_stage)]):
+        if getattr(stage, "kind", None) == "faiss" and getattr(stage, "_ivf", None) is not None:
+            parts.append((int(base), FaissCoarsePass(stage, opts["coarse_nprobe"])))
+            continue
         fdes = getattr(stage, "fdes", None)
+        if fdes is None and getattr(stage, "kind", None) == "flat" and stage.ntotal:
+            fdes = stage.index.reconstruct_n(0, stage.ntotal)  # a small segment's FDEs
         if fdes is None or fdes.shape[0] == 0:
             continue
         parts.append((int(base), _coarse_for(fdes, opts)))
@@ -477,12 +507,8 @@ def search_stream(
     re-ranked (reads of the misses, MaxSim, top-k). Each batch gets exactly the
     results ``searcher.search(batch, k=k, candidates=candidates)`` would give.
     """
-    from serving._searcher import _check_k, _tick
-
     _check_k(k, "k")
-    n = searcher.config.default_candidates if candidates is None else candidates
-    _check_k(n, "candidates")
-    n = max(n, k)
+    n, n2 = searcher._depths(k, candidates, None)
 
     def front(queries: Any) -> tuple[Any, np.ndarray, Any, dict[str, float]]:
         timings: dict[str, float] = {}
@@ -494,7 +520,9 @@ def search_stream(
         handle = searcher._prefetch(qf, n)
         t = _tick(timings, "coarse_prefetch", t) if handle is not None else t
         _, rows = searcher._first_stage(qf, n)
-        _tick(timings, "first_stage", t)
+        t = _tick(timings, "first_stage", t)
+        rows = searcher._approx(q, rows, n2)
+        _tick(timings, "approx", t)
         return q, rows, handle, timings
 
     def back(state: tuple[Any, np.ndarray, Any, dict[str, float]]) -> Any:

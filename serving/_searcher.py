@@ -9,7 +9,11 @@ a later ``add``/``delete``/``compact`` does not change what an open searcher see
 The search path is split into stages, each a method, so that a store can add a
 coarse pass and prefetching between them::
 
-    _query_vectors -> _query_fdes -> _first_stage -> _fetch -> _score -> _top_k
+    _query_vectors -> _query_fdes -> _first_stage -> [_approx] -> _fetch -> _score -> _top_k
+
+``_approx`` (format 2 indexes with centroid ids): the first stage's N candidates are
+scored by approximate MaxSim over their tokens' centroid ids (RAM only, no token
+vectors read) and the best ``rerank_candidates`` go on to the exact re-rank.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from indexing._segment import FIRST_STAGE_FILE, TextReader, open_fdes, read_ids, read_lengths
+from mvr._segments import (
+    FIRST_STAGE_FILE,
+    TextReader,
+    open_fdes,
+    read_cids,
+    read_ids,
+    read_lengths,
+    record_offsets,
+)
 from mvr._config import FDEConfig
 from mvr._index_config import IndexConfig
 from mvr._manifest import read_manifest, verify_files
@@ -40,12 +52,16 @@ from mvr.errors import (
 )
 from mvr.format import SEGMENTS_DIR, TOKENS_FILE
 from serving._first_stage import ExactFirstStage, SegmentedFirstStage, top_n
+from serving._stages import check_k as _check_k
+from serving._stages import tick as _tick
 from serving._prefetch import StageTimer, attach_to_searcher, search_stream
 from serving._stores import TableLayout, make_store
 
 __all__ = ["Searcher"]
 
 _EXHAUSTIVE_BLOCK = 4096
+_OPEN_ATTEMPTS = 8  # opens retried when a commit replaced the snapshot meanwhile
+_SMALL_FILE = 1 << 20  # files up to this size are hashed at every open
 _RERANK_BYTES = 64 << 20  # candidate token vectors fetched at once per query group
 
 
@@ -69,10 +85,14 @@ class Searcher:
     _filter: np.ndarray | None
 
     def __init__(self) -> None:  # use Searcher.open
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # counters only: held for microseconds
+        self._encoder_lock = threading.Lock()  # held for a whole (lazy) model load
         self._encoder: Any = None
         self._stats: dict[str, float] = {}
         self._texts: list[TextReader | None] = []
+        self.codec: Any = None  # mvr._codec.TokenCodec (format 2)
+        self._cids: np.ndarray | None = None  # centroid id of every token, global order
+        self._tok_starts: np.ndarray | None = None
         self._stages = StageTimer()  # per-call stage latencies (percentiles in stats())
         self._prefetcher: Any = None
 
@@ -84,7 +104,7 @@ class Searcher:
         *,
         encoder: Any = None,
         mode: str = "memory",
-        verify: bool = True,
+        verify: bool | None = None,
         **store_options: Any,
     ) -> Searcher:
         """Open the index at ``path``.
@@ -98,8 +118,11 @@ class Searcher:
             Default: loaded lazily with ``encoders.load`` on the first text query.
         mode : {"memory", "mmap", "ssd"}
             Where the re-ranking table is read from.
-        verify : bool
-            Check every file's SHA-256 against the manifest (sizes are always checked).
+        verify : bool, optional
+            Sizes of every file are always checked. None (default): also the SHA-256 of
+            the small files (under 1 MiB: ids and tombstones of small segments, codec,
+            ...); hashing gigabytes of tables at every open is what ``mvr verify`` /
+            ``verify=True`` (every file's SHA-256) is for. False: sizes only.
         **store_options
             Passed to the SSD store.
 
@@ -108,10 +131,35 @@ class Searcher:
         IndexNotFoundError, IncompleteIndexError, FormatVersionError, CorruptIndexError,
         ChecksumMismatchError, EncoderMismatchError
         """
+        root = Path(path)
+        manifest = read_manifest(root)
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                return cls._open_snapshot(root, manifest, encoder, mode, verify, store_options)
+            except Exception as e:
+                latest = read_manifest(root)
+                if latest == manifest:  # nothing was committed underneath: a real error
+                    raise
+                # a writer committed (and unlinked files of this snapshot) meanwhile: again
+                manifest, error = latest, e
+                time.sleep(0.01 * attempt)
+        raise CorruptIndexError(
+            f"{root}: the index changed under each of {_OPEN_ATTEMPTS} attempts to open it "
+            f"(now at generation {manifest['generation']}); last error: {error}"
+        ) from error
+
+    @classmethod
+    def _open_snapshot(
+        cls, root: Path, manifest: dict[str, Any], encoder: Any, mode: str, verify: bool,
+        store_options: dict[str, Any],
+    ) -> Searcher:
+        """Open the snapshot ``manifest``: every file a search needs is read, opened or
+        mapped here, never later, so that it keeps serving after a commit unlinks them."""
         self = cls()
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        verify_files(self.path, self.manifest, checksums=verify)
+        self.path = root
+        self.manifest = manifest
+        verify_files(self.path, self.manifest,
+                     checksums=_SMALL_FILE if verify is None else bool(verify))
         self.config = IndexConfig.from_dict(self.manifest["config"])
         if self.config.fde is None:
             raise CorruptIndexError(f"{self.path}: manifest config has no resolved fde")
@@ -125,6 +173,7 @@ class Searcher:
         self.store = None
         try:
             self._load_rows()
+            self._load_codec()
             self.first_stage = self._load_first_stage()
             self.store = make_store(mode, self._layout(), **store_options)
             self._prefetcher = attach_to_searcher(self)  # SSD mode: coarse pass + prefetch
@@ -161,17 +210,48 @@ class Searcher:
         names = {s["name"]: i for i, s in enumerate(self._segments())}
         tomb = self.manifest["tombstones"]
         if tomb is not None:
-            import json
+            from mvr._json_files import read_tombstones
 
-            for name, rows in json.loads((self.path / tomb).read_text()).items():
+            docs = {s["name"]: int(s["documents"]) for s in self._segments()}
+            for name, rows in read_tombstones(self.path / tomb, docs).items():
                 self.allowed[starts[names[name]] + np.asarray(rows, dtype=np.int64)] = False
         self._id_to_row = {ids[r]: r for r in np.flatnonzero(self.allowed).tolist()}
         self._live_rows = np.flatnonzero(self.allowed)
         self._filter = None if self.allowed.all() else self.allowed
 
-    def _layout(self) -> TableLayout:
-        from indexing._segment import record_offsets
+    def _load_codec(self) -> None:
+        """Format 2: the token codec and every token's centroid id (held in RAM)."""
+        name = self.manifest.get("codec")
+        if name is None:
+            return
+        from mvr._codec import TokenCodec
+        from mvr.format import CODED_DTYPES
 
+        dtype = self.config.table_dtype if self.config.table_dtype in CODED_DTYPES else "res4"
+        self.codec = TokenCodec.load(self.path / name, dtype)
+        if self.codec.dim != self.dim:
+            raise CorruptIndexError(
+                f"{self.path / name}: expected a codec of dim {self.dim}, got {self.codec.dim}"
+            )
+        parts = []
+        for seg in self._segments():
+            if not seg.get("has_cids"):
+                raise CorruptIndexError(
+                    f"segment {seg['name']}: expected centroid ids (the index has a codec), "
+                    "the manifest records none"
+                )
+            parts.append(read_cids(self._seg_dir(seg), int(seg["tokens"])))
+        self._cids = np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+        if self._cids.size and int(self._cids.max()) >= self.codec.num_centroids:
+            raise CorruptIndexError(
+                f"{self.path}: centroid ids expected < {self.codec.num_centroids}, got "
+                f"{int(self._cids.max())}"
+            )
+        starts = np.zeros(len(self._lengths) + 1, dtype=np.int64)
+        np.cumsum(self._lengths, out=starts[1:])
+        self._tok_starts = starts
+
+    def _layout(self) -> TableLayout:
         offs, segs, paths, sizes = [], [], [], []
         for i, seg in enumerate(self._segments()):
             lo, hi = self._seg_starts[i], self._seg_starts[i + 1]
@@ -187,6 +267,7 @@ class Searcher:
             alignment=self.config.record_alignment, lengths=self._lengths,
             offsets=np.concatenate(offs) if offs else np.zeros(0, np.int64),
             segment=np.concatenate(segs) if segs else np.zeros(0, np.int32), file_sizes=sizes,
+            codec=self.codec, cids=self._cids, tok_starts=self._tok_starts,
         )
 
     def _load_first_stage(self) -> SegmentedFirstStage:
@@ -199,6 +280,11 @@ class Searcher:
         for i, seg in enumerate(self._segments()):
             base = int(self._seg_starts[i])
             if seg["first_stage"] == "exact":
+                if not seg.get("has_fdes", True):
+                    raise CorruptIndexError(
+                        f"segment {seg['name']}: an exact first stage needs its FDEs, "
+                        "the manifest records none"
+                    )
                 if not pending:
                     pending_base = base
                 pending.append(np.asarray(open_fdes(self._seg_dir(seg))[:], dtype=np.float32))
@@ -225,8 +311,9 @@ class Searcher:
 
     @property
     def encoder(self) -> Any:
-        """The index's encoder, loaded on first use from the manifest identity."""
-        with self._lock:
+        """The index's encoder, loaded on first use from the manifest identity (under its
+        own lock, so that counters and stats() never wait on a model load)."""
+        with self._encoder_lock:
             if self._encoder is None:
                 self._encoder = self._load_encoder()
             return self._encoder
@@ -375,7 +462,8 @@ class Searcher:
 
     # ------------------------------------------------------------------ public API
     def search(
-        self, queries: Any, *, k: int = 10, candidates: int | None = None, rerank: bool = True
+        self, queries: Any, *, k: int = 10, candidates: int | None = None, rerank: bool = True,
+        rerank_candidates: int | None = None, filter: Any = None, hybrid: Any = None,
     ) -> SearchResults:
         """Top-``k`` documents per query.
 
@@ -387,26 +475,41 @@ class Searcher:
         k : int
             Results per query.
         candidates : int, optional
-            First-stage candidates N re-ranked per query (default from the index config,
-            at least ``k``).
+            First-stage candidates N per query (default from the index config, at
+            least ``k``).
         rerank : bool
             False returns the first-stage ranking (FDE inner products).
+        rerank_candidates : int, optional
+            Indexes with centroid ids (format 2): of the N candidates, the approximate
+            MaxSim keeps this many for the exact re-rank (default: the index config's
+            ``default_rerank``; at least ``k``; >= N skips the approximate stage).
+        filter : dict or mvr filter, optional
+            Only documents whose metadata (or id) satisfies it (``mvr._filters``: eq, in,
+            ranges, and/or/not, ids), applied before candidates are cut.
+        hybrid : True, "rrf", "weighted", dict or HybridConfig, optional
+            Fuse BM25 with late interaction (``serving._hybrid``); text queries only.
         """
+        if filter is not None or (hybrid is not None and hybrid is not False):
+            from serving._filtered_search import search_filtered
+
+            return search_filtered(self, queries, k=k, candidates=candidates, rerank=rerank,
+                                   rerank_candidates=rerank_candidates, filter=filter,
+                                   hybrid=hybrid)
         _check_k(k, "k")
-        n = self.config.default_candidates if candidates is None else candidates
-        _check_k(n, "candidates")
-        n = max(n, k)
+        n, n2 = self._depths(k, candidates, rerank_candidates)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         q = self._query_vectors(queries)
         t = _tick(timings, "encode", t)
         qf = self._query_fdes(q)
         t = _tick(timings, "query_fde", t)
-        handle = self._prefetch(qf, n) if rerank else None
+        handle = self._prefetch(qf, n2 if self._approx_active(n, n2) else n) if rerank else None
         t = _tick(timings, "coarse_prefetch", t) if handle is not None else t
         fs_scores, fs_rows = self._first_stage(qf, n if rerank else k)
-        _tick(timings, "first_stage", t)
+        t = _tick(timings, "first_stage", t)
         if rerank:
+            fs_rows = self._approx(q, fs_rows, n2)
+            _tick(timings, "approx", t)
             res = self._rerank_rows(q, fs_rows, k, timings, handle)
         else:
             flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
@@ -414,6 +517,33 @@ class Searcher:
             res = SearchResults(ids=ids, scores=scores, timings=timings)
         self._count(len(q), timings)
         return res
+
+    def _depths(
+        self, k: int, candidates: int | None, rerank_candidates: int | None
+    ) -> tuple[int, int]:
+        """(first-stage N, approximate-stage N2) of a search, validated."""
+        n = self.config.default_candidates if candidates is None else candidates
+        _check_k(n, "candidates")
+        n = max(n, k)
+        n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
+        _check_k(n2, "rerank_candidates")
+        return n, min(max(n2, k), n)
+
+    def _approx_active(self, n: int, n2: int) -> bool:
+        return self._cids is not None and n2 < n
+
+    def _approx(self, q: MultiVectors, rows: np.ndarray, n2: int) -> np.ndarray:
+        """The best ``n2`` of each query's candidate ``rows`` (shape (n_q, N), -1 pads) by
+        approximate MaxSim over centroid ids; ``rows`` itself without centroid ids."""
+        if self._cids is None or self.codec is None or n2 >= rows.shape[1]:
+            return rows
+        from mvr._approx import centroid_scores, query_centroid_similarities
+
+        st = query_centroid_similarities(q.vectors, self.codec.centroids)
+        assert self._tok_starts is not None
+        scores = centroid_scores(st, q.offsets, rows, self._tok_starts, self._cids)
+        _, best = top_n(scores, n2, rows)
+        return best
 
     def search_stream(
         self, batches: Any, *, k: int = 10, candidates: int | None = None
@@ -527,14 +657,3 @@ class Searcher:
     def __repr__(self) -> str:
         return (f"Searcher({str(self.path)!r}, documents={self.num_documents}, "
                 f"mode={self.mode!r}, first_stage={self.first_stage.kinds})")
-
-
-def _tick(timings: dict[str, float], name: str, t0: float) -> float:
-    t1 = time.perf_counter()
-    timings[name] = timings.get(name, 0.0) + t1 - t0
-    return t1
-
-
-def _check_k(k: Any, name: str) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"{name}: expected an int >= 1, got {k!r}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from mvr._multivectors import MultiVectors
 from mvr.errors import ConfigError, TokenReadError
-from mvr.format import record_nbytes
+from mvr.format import CODED_DTYPES, record_nbytes
 
 __all__ = ["TableLayout", "MemoryTokenStore", "MmapTokenStore", "make_store", "STORE_MODES"]
 
@@ -48,6 +48,12 @@ class TableLayout:
         Shape: (n,) int32, segment index of each row.
     file_sizes : list of int
         Expected size of each ``tokens.bin``.
+    codec : mvr._codec.TokenCodec, optional
+        Decodes ``res4`` / ``res8`` records (format 2).
+    cids : np.ndarray, optional
+        Shape: (total_tokens,) uint16: every token's centroid id, global row order.
+    tok_starts : np.ndarray, optional
+        Shape: (n + 1,) int64: row ``r``'s tokens are ``cids[tok_starts[r]:tok_starts[r+1]]``.
     """
 
     paths: list[Path]
@@ -58,6 +64,9 @@ class TableLayout:
     offsets: np.ndarray
     segment: np.ndarray
     file_sizes: list[int]
+    codec: Any = None
+    cids: np.ndarray | None = None
+    tok_starts: np.ndarray | None = None
 
     @property
     def nbytes(self) -> np.ndarray:
@@ -67,6 +76,29 @@ class TableLayout:
     @property
     def out_dtype(self) -> np.dtype:
         return np.dtype(np.float16 if self.dtype == "float16" else np.float32)
+
+    @property
+    def coded(self) -> bool:
+        return self.dtype in CODED_DTYPES
+
+    def decode_rows(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Vectors (shape (total, dim) float32) of ``rows``' residual ``codes`` (shape
+        (total, code_size), the rows' records back to back)."""
+        if self.codec is None or self.cids is None or self.tok_starts is None:
+            raise ConfigError(f"a {self.dtype} table needs the index's token codec and ids")
+        idx = _token_index(self.tok_starts, np.asarray(rows, np.int64))
+        return self.codec.decode(self.cids[idx], codes)
+
+
+def _token_index(tok_starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Global token positions of ``rows``' tokens, row after row. Shape: (total,)."""
+    starts = tok_starts[rows]
+    lens = tok_starts[rows + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    first = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    return first + np.arange(total, dtype=np.int64)
 
 
 def _gather_bytes(
@@ -107,6 +139,7 @@ class _BufferStore:
         self.layout = layout
         self._buffers = buffers
         self._nbytes = layout.nbytes
+        self._row_bytes = int(record_nbytes(1, layout.dim, layout.dtype))
         self._lock = threading.Lock()
         self._bytes_read = 0
         self._rows_read = 0
@@ -136,19 +169,27 @@ class _BufferStore:
         lens = lay.lengths[rows]
         offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        out = np.empty((int(offsets[-1]), lay.dim), dtype=lay.out_dtype)
+        if lay.coded:
+            codes = np.empty((int(offsets[-1]), self._row_bytes), dtype=np.uint8)
+            flat_codes = codes.reshape(-1)
+        out = np.empty((0 if lay.coded else int(offsets[-1]), lay.dim), dtype=lay.out_dtype)
         groups = [(0, np.arange(rows.shape[0]))] if self._single else [
             (int(s), np.flatnonzero(lay.segment[rows] == s)) for s in np.unique(lay.segment[rows])
         ]
         for seg, pos in groups:
             r = rows[pos]
-            if lay.dtype == "float16":
+            if lay.coded:
+                _gather_bytes(self._buffers[seg], lay.offsets[r], self._nbytes[r], flat_codes,
+                              offsets[pos] * self._row_bytes)
+            elif lay.dtype == "float16":
                 flat = out.reshape(-1).view(np.uint8)
                 _gather_bytes(self._buffers[seg], lay.offsets[r], self._nbytes[r], flat,
                               offsets[pos] * (lay.dim * 2))
             else:
                 _gather_int8(self._buffers[seg], lay.offsets[r], lens[pos], lay.dim, out,
                              offsets[pos])
+        if lay.coded:
+            out = lay.decode_rows(rows, codes)
         with self._lock:
             self._bytes_read += int(self._nbytes[rows].sum())
             self._rows_read += int(rows.shape[0])

@@ -59,7 +59,7 @@ def corpora(draw):  # type: ignore[no-untyped-def]
         v = rng.standard_normal((t, dim)).astype(np.float32)
         docs.append((f"id-{i}-{draw(st.text(max_size=3))}", v / np.linalg.norm(v, axis=1,
                                                                                 keepdims=True)))
-    cfg = small_config(dim=dim, table_dtype=draw(st.sampled_from(["float16", "int8"])),
+    cfg = small_config(dim=dim, table_dtype=draw(st.sampled_from(["float16", "int8", "res4", "res8"])),
                        record_alignment=draw(st.sampled_from([1, 8, 512])),
                        batch_size=draw(st.integers(1, 9)), store_text=draw(st.booleans()))
     return docs, cfg
@@ -87,13 +87,21 @@ def test_format_round_trip(tmp_path_factory: pytest.TempPathFactory, data) -> No
             for j, (_, v) in enumerate(reversed(docs)):
                 if cfg.table_dtype == "float16":
                     np.testing.assert_array_equal(got[j], v.astype(np.float16))
+                elif cfg.table_dtype in ("res4", "res8"):  # centroid + quantised residual
+                    cos = (got[j] * v).sum(axis=1) / np.linalg.norm(got[j], axis=1)
+                    assert cos.min() > (0.9 if cfg.table_dtype == "res4" else 0.99), cos.min()
                 else:  # int8: error at most half a quantisation step per coordinate
                     step = np.abs(v).max(axis=1, keepdims=True) / 127
                     assert np.all(np.abs(got[j] - v) <= step / 2 + 1e-6)
             assert s.get_texts(ids) == (texts if cfg.store_text else [None] * len(ids))
-            fdes = s.first_stage.parts[0][1].fdes
+            stage = s.first_stage.parts[0][1]
             expect = encode_document_fdes(MultiVectors.from_arrays([v for _, v in docs]), cfg.fde)
-            np.testing.assert_allclose(fdes, expect, rtol=1e-6, atol=1e-6)
+            if stage.kind == "exact":  # float32 FDEs in RAM
+                np.testing.assert_allclose(stage.fdes, expect, rtol=1e-6, atol=1e-6)
+            else:  # format 2: a faiss Flat index of the float16-rounded FDEs
+                assert stage.kind == "flat"
+                fdes = stage.index.reconstruct_n(0, stage.ntotal)
+                np.testing.assert_array_equal(fdes, expect.astype(np.float16).astype(np.float32))
 
 
 # ---------------------------------------------------------------------- crash + resume
@@ -104,8 +112,16 @@ def _snapshot(path: Path) -> dict:
         tokens = s.store.get(np.arange(s.num_documents))
         return {"ids": s.ids, "res": res.ids, "scores": [x.tolist() for x in res.scores],
                 "tokens": tokens.vectors.tobytes(), "offsets": tokens.offsets.tolist(),
-                "fdes": s.first_stage.parts[0][1].fdes.tobytes(),
+                "fdes": _stage_fdes(s.first_stage.parts[0][1]).tobytes(),
+                "cids": None if s._cids is None else s._cids.tobytes(),
                 "texts": s.get_texts(s.ids)}
+
+
+def _stage_fdes(stage: object) -> np.ndarray:
+    """The FDEs a first stage holds: exact = the matrix, flat = faiss's copy."""
+    if getattr(stage, "kind", None) == "exact":
+        return stage.fdes  # type: ignore[attr-defined]
+    return stage.index.reconstruct_n(0, stage.ntotal)  # type: ignore[attr-defined]
 
 
 class _Boom(RuntimeError):
