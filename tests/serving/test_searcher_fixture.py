@@ -31,3 +31,25 @@ def test_index_v1_opens_and_matches_brute_force() -> None:
         assert all(sorted(r) == sorted(ids) for r in first.ids)  # tombstones honoured
         assert s.get_texts(["v1-doc-0", "v1-doc-39"]) == [
             "fixture document number 0", "fixture document number 39"]
+
+
+def test_index_v2_opens_and_matches_brute_force_over_its_codes() -> None:
+    """Format 2 (res4 table, codec, centroid ids, faiss Flat first stages): the
+    exhaustive answer is exact MaxSim over the decoded vectors, which stay close to the
+    raw ones, and a search with every document a candidate returns it."""
+    live = [(i, t, v) for i, t, v in fixture_documents() if i not in DELETED]
+    ids = [i for i, _, _ in live]
+    q = MultiVectors.from_arrays(fixture_queries())
+    with Searcher.open(FIXTURES / "index_v2", mode="mmap", verify=True) as s:
+        assert s.manifest["format_version"] == 2 and s.manifest["codec"] is not None
+        assert s.num_documents == 38 and len(s.manifest["segments"]) == 2
+        assert s.stats()["first_stage"] == ["flat", "flat"]
+        rows = np.array([s.ids.index(i) for i in ids])
+        decoded = s.store.get(rows)
+        for (_, _, v), d in zip(live, decoded, strict=True):
+            assert ((v * d).sum(1) / np.linalg.norm(d, axis=1)).min() > 0.9
+        ref = brute_maxsim(q, list(decoded))
+        for res in (s.exhaustive(q, k=5), s.search(q, k=5, candidates=38, rerank_candidates=38)):
+            for qi in range(len(q)):
+                assert_topk_matches(res.ids[qi], res.scores[qi], ref[qi], ids, 5)
+        assert s.get_texts(["v1-doc-0"]) == ["fixture document number 0"]
