@@ -43,7 +43,9 @@ def _build(vectors: Path, index: Path, seed: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("vectors", type=Path, help="precomputed documents + queries (scripts/encode_corpus.py)")
-    ap.add_argument("--index", type=Path, default=None, help="index to build / reuse")
+    ap.add_argument("--index", type=Path, default=None,
+                    help="index to build (with a bucket field) or reuse (without one, the same "
+                         "random buckets are applied as an ids allow-list)")
     ap.add_argument("--selectivities", default="0.5,0.1,0.01,0.001")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("-k", type=int, default=10)
@@ -54,7 +56,7 @@ def main() -> None:
 
     import encoders
     from serving import Searcher
-    from serving._filtered_search import SELECTIVE_FACTOR, allowed_rows
+    from serving._filtered_search import allowed_rows, filtered_path
 
     index = args.index or Path("/tmp") / f"{args.vectors.name}-bucket.mvr"
     if not (index / "manifest.json").is_file():
@@ -66,17 +68,23 @@ def main() -> None:
     rows_out = []
     with Searcher.open(index, encoder=enc) as s:
         n = s.config.default_candidates if args.candidates is None else args.candidates
+        from serving._metadata import index_metadata
+
+        has_field = "bucket" in index_metadata(s).field_types()
+        buckets = np.random.default_rng(args.seed).integers(0, 1000, size=len(s.ids))
         for sel in [float(x) for x in args.selectivities.split(",")]:
-            flt = {"field": "bucket", "lt": sel * 1000}
+            if has_field:
+                flt: dict = {"field": "bucket", "lt": sel * 1000}
+            else:  # an index built elsewhere: the same random buckets, as an id allow-list
+                flt = {"ids": [s.ids[r] for r in np.flatnonzero(buckets < sel * 1000)]}
             keep = allowed_rows(s, flt)
             allowed = np.flatnonzero(keep)
             exact = s._rerank_rows(queries, np.broadcast_to(allowed, (n_q, len(allowed))), args.k, {})
             got = s.search(queries, k=args.k, candidates=n, filter=flt)
             recall = np.mean([len(set(a) & set(b)) / max(len(b), 1)
                               for a, b in zip(got.ids, exact.ids, strict=True)])
-            row = {"selectivity": sel, "allowed": len(allowed), "path":
-                   "exact over allowed" if len(allowed) <= SELECTIVE_FACTOR * n else "first stage",
-                   "recall": float(recall)}
+            path, _ = filtered_path(s, len(allowed), args.k, n)
+            row = {"selectivity": sel, "allowed": len(allowed), "path": path, "recall": float(recall)}
             if args.timing:
                 times = []
                 for i in range(n_q):

@@ -26,7 +26,7 @@ from mvr.errors import ConfigError, InvalidInputError
 from serving._filters import filter_mask
 from serving._hybrid import HybridConfig, fuse, parse_hybrid
 
-__all__ = ["SELECTIVE_FACTOR", "search_filtered", "allowed_rows"]
+__all__ = ["SELECTIVE_FACTOR", "search_filtered", "allowed_rows", "dense_search", "filtered_path"]
 
 SELECTIVE_FACTOR = 4  # allowed rows <= this x N: exact re-rank of them all, no first stage
 
@@ -110,15 +110,12 @@ def dense_search(
     n_allowed = int(allowed.sum())
     if n_allowed == 0:
         return _empty(len(q), timings)
-    approx = getattr(searcher, "_cids", None) is not None and hasattr(searcher, "_approx")
-    n2 = n
-    if approx:
-        _, n2 = searcher._depths(k, n, (depths or {}).get("rerank_candidates"))
+    path, n2 = filtered_path(searcher, n_allowed, k, n, rerank, depths)
     t = time.perf_counter()
-    if rerank and n_allowed <= SELECTIVE_FACTOR * min(n, n2):  # exact over the allowed rows
+    if path == "exact":  # exact MaxSim of every allowed row
         rows = np.flatnonzero(allowed).astype(np.int64)
         return searcher._rerank_rows(q, np.broadcast_to(rows, (len(q), len(rows))), k, timings)
-    if rerank and approx and n_allowed <= SELECTIVE_FACTOR * n:  # allowed rows = candidates
+    if path == "allowed_candidates":  # allowed rows = candidates
         rows = np.ascontiguousarray(np.broadcast_to(np.flatnonzero(allowed).astype(np.int64),
                                                     (len(q), n_allowed)))
         rows = searcher._approx(q, rows, n2)
@@ -137,10 +134,27 @@ def dense_search(
         flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
         ids, scores = searcher._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
         return SearchResults(ids=ids, scores=scores, timings=timings)
-    if approx:
+    if hasattr(searcher, "_approx"):  # centroid ids: keeps the best n2 (a no-op without)
         fs_rows = searcher._approx(q, fs_rows, n2)
         _tick(timings, "approx", t)
     return searcher._rerank_rows(q, fs_rows, k, timings, handle)
+
+
+def filtered_path(
+    searcher: Any, n_allowed: int, k: int, n: int, rerank: bool = True,
+    depths: dict[str, Any] | None = None,
+) -> tuple[str, int]:
+    """Which path :func:`dense_search` takes for ``n_allowed`` rows: ``"exact"``,
+    ``"allowed_candidates"`` or ``"first_stage"``, and the approximate stage's depth."""
+    approx = getattr(searcher, "_cids", None) is not None and hasattr(searcher, "_approx")
+    n2 = n
+    if approx:
+        _, n2 = searcher._depths(k, n, (depths or {}).get("rerank_candidates"))
+    if rerank and n_allowed <= SELECTIVE_FACTOR * min(n, n2):
+        return "exact", n2
+    if rerank and approx and n_allowed <= SELECTIVE_FACTOR * n:
+        return "allowed_candidates", n2
+    return "first_stage", n2
 
 
 def hybrid_search(
