@@ -48,6 +48,12 @@ def alternative_first_stage(searcher: Any, kind: str, scratch: str | os.PathLike
     base = 0
     for seg in searcher.manifest["segments"]:
         seg_dir = Path(searcher.path) / SEGMENTS_DIR / seg["name"]
+        if not seg.get("has_fdes", True):
+            raise ConfigError(
+                f"backend {kind!r}: segment {seg['name']} of {searcher.path} kept no FDEs "
+                "(format 2 drops them once the first stage is built); build with "
+                "IndexConfig(keep_fdes=True) to compare first-stage backends"
+            )
         if kind == "exact":
             parts.append((base, ExactFirstStage(np.asarray(open_fdes(seg_dir)[:], np.float32))))
         else:

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import HashEncoder, brute_maxsim, small_config  # noqa: E402
 
+from mvr import FirstStageConfig  # noqa: E402
+
 import encoders  # noqa: E402
 from indexing import build_index, read_corpus  # noqa: E402
 from mvr.cli import app  # noqa: E402
@@ -77,7 +79,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     base = tmp_path_factory.mktemp("eval")
     root = _make_dataset(base / "ds")
     enc = HashEncoder()
-    build_index(base / "index", read_corpus(root), enc, small_config(), progress=False)
+    build_index(base / "index", read_corpus(root), enc,
+                small_config(first_stage=FirstStageConfig(kind="exact")), progress=False)
     return base, root, enc
 
 

@@ -50,7 +50,8 @@ def corpus(tmp_path_factory):
     encoders.save_precomputed(enc_dir / "documents.npz", ids, docs, texts, dtype=np.float32)
     encoders.save_precomputed(enc_dir / "queries.npz", qids, queries, qtexts, dtype=np.float32)
     encoder = encoders.load(enc_dir)
-    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=16, default_candidates=20)
+    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=16, default_candidates=20,
+                         table_dtype="float16")
     build_index(root / "index", list(zip(ids, texts, strict=True)), encoder, config, progress=False)
     return {
         "index": root / "index", "encoder": str(enc_dir), "ids": ids, "texts": texts,

@@ -42,7 +42,7 @@ def served(tmp_path_factory):
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))) for _ in range(25)]
     ids = [f"t{i}" for i in range(len(texts))]
     encoder = encoders.load(ckpt, progress=False)
-    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=10)
+    config = IndexConfig(pooling=PoolingConfig(pool_factor=1), batch_size=10, table_dtype="float16")
     build_index(root / "index", list(zip(ids, texts, strict=True)), encoder, config,
                 progress=False)
     settings = ServerSettings(index_path=root / "index", encoder=str(ckpt))

@@ -32,7 +32,7 @@ def test_rerank_by_text_pools_like_the_index(tmp_path) -> None:
     encoders.save_precomputed(enc_dir / "documents.npz", ids, docs, texts, dtype=np.float32)
     encoders.save_precomputed(enc_dir / "queries.npz", ["q"], [_unit(rng, 4)], ["a question"],
                               dtype=np.float32)
-    config = IndexConfig(pooling=PoolingConfig(pool_factor=3), batch_size=8)
+    config = IndexConfig(pooling=PoolingConfig(pool_factor=3), batch_size=8, table_dtype="float16")
     build_index(tmp_path / "index", list(zip(ids, texts, strict=True)), encoders.load(enc_dir),
                 config, progress=False)
     settings = ServerSettings(index_path=tmp_path / "index", encoder=str(enc_dir))
