@@ -142,3 +142,14 @@ def test_writer_that_fails_to_open_releases_the_lock(tmp_path: Path) -> None:
     with IndexWriter(tmp_path) as w:
         assert w.manifest["counts"]["documents"] == 2
     del failed, failed_config  # held until here: the writers they reference stay alive
+
+
+def test_delete_takes_a_single_id_as_one_id(index) -> None:  # type: ignore[no-untyped-def]
+    path, live = index
+    with IndexWriter(path) as w:
+        assert w.delete("doc-5") == 1
+        assert w.manifest["counts"]["deleted"] == 1
+        with pytest.raises(DocumentNotFoundError, match="'doc-5'"):
+            w.delete("doc-5")
+    with Searcher.open(path) as s:
+        assert "doc-5" not in s._id_to_row and s.num_documents == 149

@@ -323,3 +323,16 @@ def test_ivf_coarse_pass_all_lists_is_exact():
     few = IVFCoarsePass(fdes, nlist=16, nprobe=1)
     _, rows1 = few.search(q, 30)
     assert np.mean([len(set(a) & set(b)) / 30 for a, b in zip(rows1, exact, strict=True)]) < recall
+
+
+def test_out_of_range_row_is_an_mvr_index_error_naming_row_and_range(tmp_path):
+    from mvr.errors import MVRError, RowOutOfRangeError
+
+    tf, ids, ref = _write_table(tmp_path / "tokens.bin", np.random.default_rng(4), n_docs=9)
+    with DiskTokenStore(tf, dim=DIM, ids=ids, read_threads=2) as store:
+        for bad in (9, -1):
+            with pytest.raises(RowOutOfRangeError, match=rf"row {bad} .*expected 0 <= row < 9"):
+                store.get(np.array([0, bad]))
+        with pytest.raises(IndexError):  # the builtin it refines
+            store.get(np.array([12]))
+        assert issubclass(RowOutOfRangeError, MVRError)
