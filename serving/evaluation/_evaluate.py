@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from indexing.corpus import BeirDataset, load_beir
+from mvr._durable import atomic_write_file
 from mvr._multivectors import MultiVectors
 from mvr._protocols import SearchResults
 from mvr.errors import ConfigError, DatasetError
@@ -119,9 +120,11 @@ def _encode_queries(
     mv = MultiVectors.concat(parts)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, vectors=mv.vectors, offsets=mv.offsets)
-        os.replace(tmp, path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+                np.savez(f, vectors=mv.vectors, offsets=mv.offsets)
+
+        atomic_write_file(path, write)
     return mv
 
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mvr._durable import atomic_write_bytes
+
 __all__ = ["format_report", "write_json", "plot_report", "markdown_table"]
 
 _METRIC_LABELS = {
@@ -137,9 +139,7 @@ def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``report`` as indented JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(report, indent=2, sort_keys=False) + "\n").encode())
     return path
 
 
