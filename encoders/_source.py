@@ -2,16 +2,17 @@
 
 ``manifest["encoder_source"]`` (written by the index build) is ``None`` or::
 
-    {"load": "default" | "/abs/path/to/checkpoint" | "/abs/path/to/vectors",
-     "layout": "default" | "stanford-colbert" | "pylate-colbert" | "precomputed",
-     "options": {"query_maxlen": 32, "doc_maxlen": 180},   # models only
+    {"load": "default" | "/abs/path/to/checkpoint",
+     "layout": "default" | "stanford-colbert" | "pylate-colbert",
+     "options": {"query_maxlen": 32, "doc_maxlen": 180},   # the token budgets
      "weights_sha256": "..."}                                # the identity's
 
 :func:`load_index_encoder` loads it again (``Searcher.open``, ``mvr serve``, ``mvr add``,
 ``mvr eval``): the recorded directory must still exist and hold weights with the
 recorded hash, else the error names the path and the hash it expected. Without a
-recorded source (older indexes, indexes built from precomputed vectors of a model)
-the encoder is loaded by the identity's name, which works for ``"default"`` only.
+recorded source (older indexes, indexes built from precomputed vectors) the encoder is
+loaded by the identity's name, which works for ``"default"`` only: precomputed vectors
+are never reloaded as a query encoder (they can only look up the texts they hold).
 """
 
 from __future__ import annotations
@@ -23,28 +24,16 @@ from mvr.errors import EncoderMismatchError, ModelFileNotFoundError
 
 __all__ = ["encoder_source", "load_index_encoder"]
 
-_MODEL_LAYOUTS = ("default", "stanford-colbert", "pylate-colbert")
-
-
 def encoder_source(encoder: Any) -> dict[str, Any] | None:
     """How to load ``encoder`` again, or ``None`` when it cannot be told.
 
     A model (:class:`encoders.TransformerEncoder`) records its checkpoint directory
-    (``"default"`` for the built-in one), its token budgets and its weights hash;
-    precomputed vectors without a producing model record their path. Any other
-    object may provide a ``source_spec`` attribute of the same shape.
+    (``"default"`` for the built-in one), its token budgets and its weights hash. Any
+    other object may provide a ``source_spec`` attribute of the same shape; precomputed
+    vectors have none.
     """
-    if encoder is None:
-        return None
     spec = getattr(encoder, "source_spec", None)
-    if spec is not None:
-        return dict(spec)
-    identity = getattr(encoder, "identity", None) or {}
-    path = getattr(encoder, "path", None)
-    if identity.get("name") == "precomputed" and path is not None:
-        return {"load": str(Path(path).resolve()), "layout": "precomputed", "options": {},
-                "weights_sha256": identity.get("weights_sha256")}
-    return None
+    return dict(spec) if spec is not None else None
 
 
 def _describe(source: dict[str, Any]) -> str:
@@ -75,8 +64,8 @@ def load_index_encoder(
     ModelFileNotFoundError
         The recorded checkpoint directory is gone (names the path and weights hash).
     EncoderMismatchError
-        It holds other weights (names the expected and the actual hash), or the index
-        records no encoder.
+        It holds other weights (names the expected and the actual hash), the index
+        records no encoder, or no source and a name other than ``"default"``.
     """
     import encoders
 
@@ -89,8 +78,6 @@ def load_index_encoder(
     if source is None:
         return _load_by_name(identity, where, options)
     target = source.get("load")
-    if source.get("layout") == "precomputed":
-        return encoders.load(target)
     if target != "default" and not Path(str(target)).exists():
         raise ModelFileNotFoundError(
             f"{where} was built with the {_describe(source)} (weights sha256 {expected_sha}); "
@@ -113,8 +100,8 @@ def _load_by_name(identity: dict[str, Any], where: str, options: dict[str, Any])
     import encoders
 
     name = identity.get("name", "default")
-    if name not in _MODEL_LAYOUTS[:1]:
-        raise ModelFileNotFoundError(
+    if name != "default":
+        raise EncoderMismatchError(
             f"{where} was built with a {name!r} encoder (weights sha256 "
             f"{identity.get('weights_sha256')}) but records no path to load it from; "
             "expected 'encoder_source' in its manifest (indexes built before it was recorded "

@@ -88,3 +88,18 @@ def test_serve_preloads_the_recorded_encoder_or_names_it(tmp_path: Path) -> None
     with pytest.raises(ModelFileNotFoundError, match="serve with --encoder") as err:
         open_searcher(ServerSettings(index_path=idx))
     assert str(ckpt.resolve()) in str(err.value)
+
+
+def test_precomputed_vectors_are_never_reloaded_as_the_query_encoder(tmp_path: Path) -> None:
+    from index_testlib import clustered_docs
+
+    docs = clustered_docs(20, seed=1)
+    table = tmp_path / "vectors.npz"
+    encoders.save_precomputed(table, [i for i, _ in docs], [v for _, v in docs])
+    enc = encoders.load(table)
+    build_index(tmp_path / "idx", ((i, i, v) for i, v in docs), enc, small_config(),
+                progress=False)
+    assert read_manifest(tmp_path / "idx")["encoder_source"] is None
+    with Searcher.open(tmp_path / "idx") as s, pytest.raises(EncoderMismatchError,
+                                                              match="records no path"):
+        s.search(["doc-3"], k=1)
