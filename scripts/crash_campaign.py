@@ -1,0 +1,63 @@
+"""SIGKILL campaign: kill real ``mvr index`` / ``IndexWriter.add`` / ``delete`` /
+``compact`` subprocesses at random (seeded) moments and check every time that the index
+answers exactly as before the operation or as after it, or that ``mvr index --resume``
+completes the interrupted build. Prints the outcome counts per operation; exits 1 if a
+trial failed (each failure is printed with its kill time and error).
+
+    .venv/bin/python scripts/crash_campaign.py --trials 30
+    .venv/bin/python scripts/crash_campaign.py --trials 5 --ops add,compact --seed 7
+
+The trials are those of ``tests/indexing/test_crash_kill.py`` (tests/fixtures/crash_lib.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
+import crash_lib  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=30, help="kill trials per operation")
+    ap.add_argument("--ops", default=",".join(crash_lib.OPERATIONS),
+                    help=f"comma-separated, of {','.join(crash_lib.OPERATIONS)}")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    ops = tuple(o for o in args.ops.split(",") if o)
+    unknown = sorted(set(ops) - set(crash_lib.OPERATIONS))
+    if unknown:
+        ap.error(f"--ops: expected names of {crash_lib.OPERATIONS}, got {unknown}")
+    rng = np.random.default_rng(args.seed)
+    counts: dict[str, Counter[str]] = {}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="mvr-crash-") as tmp:
+        setup = crash_lib.prepare(Path(tmp), ops)
+        for op in ops:
+            print(f"{op}: {args.trials} trials, the operation takes {setup.seconds[op]:.2f} s",
+                  flush=True)
+            counts[op] = Counter()
+            for n in range(args.trials):
+                outcome, detail = crash_lib.trial(setup, op, rng, n)
+                counts[op][outcome] += 1
+                counts[op]["killed"] += detail.startswith("killed")
+                if outcome == "FAILED":
+                    failures.append(f"{op} trial {n}: {detail}")
+                    print(f"  FAILED trial {n}: {detail}", flush=True)
+    kinds = ("killed", "before", "after", "resumed", "FAILED")
+    print(f"\n{'operation':<10}" + "".join(f"{k:>9}" for k in kinds) + f"{'trials':>9}")
+    for op, c in counts.items():
+        print(f"{op:<10}" + "".join(f"{c[k]:>9}" for k in kinds) + f"{sum(c.values()) - c['killed']:>9}")
+    print(f"\n{len(failures)} failed trial(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
