@@ -72,6 +72,13 @@ def main() -> None:
 
         has_field = "bucket" in index_metadata(s).field_types()
         buckets = np.random.default_rng(args.seed).integers(0, 1000, size=len(s.ids))
+        base = s.search(queries, k=args.k, candidates=n)  # the unfiltered reference point
+        ex = s.exhaustive(queries, k=args.k)
+        rows_out.append({"selectivity": "none (unfiltered)", "allowed": s.num_documents,
+                         "path": "first_stage", "recall": float(np.mean(
+                             [len(set(a) & set(b)) / max(len(b), 1)
+                              for a, b in zip(base.ids, ex.ids, strict=True)]))})
+        print(rows_out[-1], flush=True)
         for sel in [float(x) for x in args.selectivities.split(",")]:
             if has_field:
                 flt: dict = {"field": "bucket", "lt": sel * 1000}
