@@ -93,18 +93,29 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     docs, queries = load(args.vectors, args.limit, args.queries)
-    t = time.perf_counter()
-    pooled = pooled_docs(docs)
-    print(f"{len(pooled)} docs, {pooled.total_tokens} pooled tokens, pooled in "
-          f"{time.perf_counter() - t:.0f} s", flush=True)
-    cfg = mvr.FDEConfig(dim=pooled.dim)
-    qcfg = mvr.FDEConfig(dim=pooled.dim, fill_empty_partitions=False)
-    t = time.perf_counter()
-    fdes = np.concatenate([mvr.encode_document_fdes(pooled[lo : lo + 4096].astype(np.float32), cfg)
-                           for lo in range(0, len(pooled), 4096)]).astype(np.float32)
+    cache = ROOT / ".cache" / "eval_first_stage" / f"{args.vectors.name}-{len(docs)}-{len(queries)}"
+    cache.mkdir(parents=True, exist_ok=True)
+    cfg = mvr.FDEConfig(dim=docs.dim)
+    qcfg = mvr.FDEConfig(dim=docs.dim, fill_empty_partitions=False)
+    if (cache / "ref.npy").is_file():
+        pooled = mvr.MultiVectors(np.load(cache / "pooled.npy"), np.load(cache / "offsets.npy"))
+        fdes, ref = np.load(cache / "fdes.npy"), np.load(cache / "ref.npy")
+    else:
+        t = time.perf_counter()
+        pooled = pooled_docs(docs)
+        print(f"{len(pooled)} docs, {pooled.total_tokens} pooled tokens, pooled in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        t = time.perf_counter()
+        fdes = np.concatenate([
+            mvr.encode_document_fdes(pooled[lo : lo + 4096].astype(np.float32), cfg)
+            for lo in range(0, len(pooled), 4096)]).astype(np.float32)
+        print(f"FDEs {fdes.shape} in {time.perf_counter() - t:.0f} s", flush=True)
+        ref = exhaustive_top10(queries.astype(np.float32), pooled)
+        np.save(cache / "pooled.npy", pooled.vectors)
+        np.save(cache / "offsets.npy", pooled.offsets)
+        np.save(cache / "fdes.npy", fdes)
+        np.save(cache / "ref.npy", ref)
     qf = np.asarray(mvr.encode_query_fdes(queries.astype(np.float32), qcfg), np.float32)
-    print(f"FDEs {fdes.shape} in {time.perf_counter() - t:.0f} s", flush=True)
-    ref = exhaustive_top10(queries.astype(np.float32), pooled)
     sample = pooled.vectors[np.random.default_rng(0).choice(pooled.total_tokens,
                             min(131072, pooled.total_tokens), replace=False)]
     codec = TokenCodec.train(sample.astype(np.float32), dtype="res4", num_centroids=4096)
@@ -130,7 +141,7 @@ def main() -> None:
         index.add(fdes)
         build = time.perf_counter() - t
         nbytes = faiss.serialize_index(index).nbytes
-        params = faiss.SearchParameters()
+        params = None
         try:
             ivf = faiss.extract_index_ivf(index)
             params = faiss.SearchParametersIVF()
@@ -144,7 +155,10 @@ def main() -> None:
             faiss.omp_set_num_threads(1)
             for i in range(len(queries)):
                 t0 = time.perf_counter()
-                _, r = index.search(qf[i : i + 1], nmax, params=params)
+                if params is None:
+                    _, r = index.search(qf[i : i + 1], nmax)
+                else:
+                    _, r = index.search(qf[i : i + 1], nmax, params=params)
                 lat.append(time.perf_counter() - t0)
                 rows_all[i] = r[0]
         faiss.omp_set_num_threads(2)

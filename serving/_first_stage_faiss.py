@@ -87,9 +87,11 @@ class FaissFirstStage:
         elif self._ivf is not None:
             params = faiss.SearchParametersIVF()
             params.nprobe = self.nprobe if nprobe is None else min(nprobe, int(self._ivf.nlist))
-        else:
+        elif sel is not None:
             params = faiss.SearchParameters()
-        if sel is not None:
+        else:
+            params = None  # fast-scan flat indexes take no parameters
+        if sel is not None and params is not None:
             params.sel = sel
         return params, (sel, keep)
 
@@ -102,7 +104,10 @@ class FaissFirstStage:
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         params, _alive = self._params(n, allowed, nprobe)
-        scores, rows = self.index.search(queries, n, params=params)
+        if params is None:
+            scores, rows = self.index.search(queries, n)
+        else:
+            scores, rows = self.index.search(queries, n, params=params)
         rows = rows.astype(np.int64)
         scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
         return scores, rows

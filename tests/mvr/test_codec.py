@@ -158,3 +158,22 @@ def test_default_first_stage_is_compact_faiss_above_min_rows(tmp_path: Path) -> 
         res = s.search(q, k=10)
         assert all(len(ids) == 10 for ids in res.ids)
         assert not (tmp_path / "segments" / "seg-000001" / "fde.zarr").exists()
+
+
+def test_tombstones_are_honoured_inside_the_compact_first_stage(tmp_path: Path) -> None:
+    from indexing import IndexWriter, build_index
+    from serving import Searcher
+
+    docs, q = _token_clusters(1200, seed=8)
+    cfg = small_config(dim=32, table_dtype="res4", first_stage=FirstStageConfig(min_rows=1000))
+    build_index(tmp_path, docs, None, cfg, progress=False)
+    with Searcher.open(tmp_path) as s:
+        before = s.search(q, k=5)
+    gone = sorted({ids[0] for ids in before.ids})
+    with IndexWriter(tmp_path) as w:
+        w.delete(gone)
+    with Searcher.open(tmp_path) as s:
+        after = s.search(q, k=5)
+        first = s.search(q, k=50, rerank=False)
+    assert not set(gone) & {d for ids in after.ids + first.ids for d in ids}
+    assert all(len(ids) == 5 for ids in after.ids)
