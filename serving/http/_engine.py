@@ -3,12 +3,21 @@
 Jobs of one batch that can share a call are grouped (search: same ``k``,
 ``candidates`` and ``rerank``; re-rank by ids; re-rank by texts) and each group
 runs as one call of the searcher or of the encoder + :func:`mvr.maxsim_candidates`.
-If a shared call fails, its jobs run again one by one, so an error (say, an
-unknown id) reaches only the request that caused it.
+
+When a shared call fails, what happens depends on whose fault it is:
+
+- an error of one job's input (an mvr error that refines ``ValueError``, ``KeyError``
+  or ``TypeError``: an unknown id, a vector of the wrong dim, a text the encoder does
+  not know): the group's jobs run again one by one, so the error reaches only the
+  request that caused it;
+- anything else (I/O and corrupt-index errors, which are ``OSError``; a bug): every job
+  of the group gets the error, and nothing is re-run: re-running would repeat the
+  failing reads once per job.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +27,7 @@ import numpy as np
 
 import mvr
 from mvr import MultiVectors, SearchResults
-from mvr.errors import DocumentNotFoundError
+from mvr.errors import DocumentNotFoundError, MVRError
 from serving.http._batcher import Job
 
 __all__ = ["SearchPayload", "RerankPayload", "SearchOutput", "RerankOutput", "Engine"]
@@ -64,6 +73,11 @@ class RerankOutput:
     batch_size: int = 0
 
 
+def _is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is attributable to one job's input (see the module docstring)."""
+    return isinstance(exc, MVRError) and isinstance(exc, ValueError | KeyError | TypeError)
+
+
 class Engine:
     """Runs batches of :class:`Job` against one searcher (thread-safe per the contract).
 
@@ -87,9 +101,11 @@ class Engine:
             members = [jobs[i] for i in idx]
             try:
                 results = self._run_group(kind, members)
-            except Exception:
-                # isolate the failing request(s): an error reaches only its own request
-                results = [self._run_alone(kind, j) for j in members]
+            except Exception as exc:
+                if _is_input_error(exc):  # isolate the request(s) whose input caused it
+                    results = [self._run_alone(kind, j) for j in members]
+                else:  # a fault of the index or the machine: all of them, no re-run
+                    results = [exc] * len(members)
             for i, r in zip(idx, results, strict=True):
                 out[i] = r
         return out
@@ -160,12 +176,14 @@ class Engine:
 
     # ------------------------------------------------------------------ search
     def _search(self, jobs: list[Job]) -> list[SearchOutput]:
-        k, candidates, rerank = cast(tuple[int, int | None, bool], jobs[0].key)
+        k, candidates, rerank, *options = cast(tuple[Any, ...], jobs[0].key)
+        flt, hyb = (json.loads(o) if o is not None else None for o in (options or [None, None]))
         payloads: list[SearchPayload] = [j.payload for j in jobs]
         timings: dict[str, float] = {}
         queries = self._queries([(p.texts, p.vectors) for p in payloads], timings)
+        extra = {} if flt is None and hyb is None else {"filter": flt, "hybrid": hyb}
         res: SearchResults = self.searcher.search(
-            queries, k=k, candidates=candidates, rerank=rerank
+            queries, k=k, candidates=candidates, rerank=rerank, **extra
         )
         timings.update({name: float(v) for name, v in res.timings.items()})
         outs, pos = [], 0

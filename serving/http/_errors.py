@@ -66,12 +66,14 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ModelFileNotFoundError, 503),
     (errors.CorruptIndexError, 503),
     (errors.TokenReadError, 503),
+    (errors.RowOutOfRangeError, 500),  # rows come from the searcher: never the client's fault
     (errors.IndexLockedError, 503),
     (errors.EncoderMismatchError, 409),
     (errors.DimensionMismatchError, 422),
     (errors.InvalidVectorsError, 422),
     (errors.EmptyInputError, 422),
     (errors.ConfigError, 422),
+    (errors.InvalidFilterError, 422),
     (errors.MVRError, 400),
 )
 

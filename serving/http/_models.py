@@ -7,13 +7,14 @@ error names the setting and the value.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "TokenVectors",
     "SearchRequest",
+    "HybridOptions",
     "SearchResponse",
     "QueryResult",
     "TextDocument",
@@ -36,6 +37,20 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class HybridOptions(_Body):
+    """Fuse BM25 with late interaction (``serving._hybrid.HybridConfig``; unset = its default)."""
+
+    fusion: Literal["rrf", "weighted"] | None = Field(
+        default=None, description="Reciprocal rank fusion or min-max weighted scores.")
+    depth: int | None = Field(default=None, ge=1, le=10_000,
+                              description="Results taken from each list.")
+    rrf_k: float | None = Field(default=None, ge=0, description="RRF rank offset.")
+    weight: float | None = Field(default=None, ge=0, le=1,
+                                 description="Weighted fusion: the late-interaction share.")
+    rescore: bool | None = Field(default=None,
+                                 description="Score every candidate with both signals first.")
+
+
 class SearchRequest(_Body):
     """Search the index: either query texts or query token vectors, not both."""
 
@@ -53,17 +68,54 @@ class SearchRequest(_Body):
     )
     rerank: bool = Field(default=True, description="Re-rank candidates by exact MaxSim.")
     return_texts: bool = Field(default=True, description="Include stored document texts.")
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Only documents matching it: {'field': f, 'eq': v}, {'field': f, 'in': [...]}, "
+            "{'field': f, 'gte'|'gt'|'lte'|'lt': x}, {'and'|'or': [...]}, {'not': {...}}, "
+            "{'ids': [...]}."
+        ),
+    )
+    hybrid: HybridOptions | None = Field(
+        default=None, description="Fuse BM25 with late interaction (text queries only)."
+    )
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"queries": ["what causes fever?"], "k": 5}]},
+        json_schema_extra={"examples": [
+            {"queries": ["what causes fever?"], "k": 5},
+            {"queries": ["what causes fever?"], "k": 5,
+             "filter": {"and": [{"field": "year", "gte": 2010}, {"field": "lang", "eq": "en"}]},
+             "hybrid": {"fusion": "rrf"}},
+        ]},
     )
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from mvr._filters import parse_filter
+
+            parse_filter(value)  # InvalidFilterError is a ValueError: 422 naming the clause
+        return value
 
     @model_validator(mode="after")
     def _one_input(self) -> SearchRequest:
         if (self.queries is None) == (self.vectors is None):
             raise ValueError("give exactly one of 'queries' (texts) or 'vectors'")
+        if self.hybrid is not None and self.queries is None:
+            raise ValueError("'hybrid' needs query texts ('queries'): BM25 tokenizes them")
         return self
+
+    @property
+    def search_options(self) -> tuple[str | None, str | None]:
+        """The filter and hybrid options as canonical JSON (part of the batching key)."""
+        import json
+
+        flt = None if self.filter is None else json.dumps(self.filter, sort_keys=True)
+        hyb = (None if self.hybrid is None
+               else json.dumps(self.hybrid.model_dump(exclude_none=True), sort_keys=True))
+        return flt, hyb
 
     @property
     def num_queries(self) -> int:

@@ -41,7 +41,8 @@ async def search(req: SearchRequest, service: Service = Depends(get_service)) ->
         else:
             vectors = vectors_to_multivectors(req.vectors, dim)
     payload = SearchPayload(req.queries, vectors, req.return_texts)
-    job = Job("search", (k, req.candidates, req.rerank), payload, size=req.num_queries)
+    job = Job("search", (k, req.candidates, req.rerank, *req.search_options), payload,
+              size=req.num_queries)
     out: SearchOutput = await service.batcher.submit(job)
     results = [
         QueryResult(
