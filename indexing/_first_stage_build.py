@@ -69,11 +69,14 @@ def factory_string(cfg: FirstStageConfig, kind: str, n: int, fde_dim: int) -> st
         return "Flat"
     nlist, _ = ivf_params(cfg, n)
     m = pq_m(cfg, fde_dim) if "{m}" in cfg.factory else 0
+    m32 = max(1, fde_dim // 32)
+    while fde_dim % m32:  # faiss PQ needs M to divide the dimension
+        m32 -= 1
     try:
-        return cfg.factory.format(nlist=nlist, m=m)
+        return cfg.factory.format(nlist=nlist, m=m, m32=m32)
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(
-            f"first_stage.factory: expected only {{nlist}} and {{m}} placeholders, got "
+            f"first_stage.factory: expected only {{nlist}}, {{m}} and {{m32}} placeholders, got "
             f"{cfg.factory!r} ({e})"
         ) from e
 

@@ -54,10 +54,31 @@ class FaissFirstStage:
             except RuntimeError:
                 self._ivf = None
         self._hnsw = kind == "hnsw" or (kind == "faiss" and hasattr(self.index, "hnsw"))
+        self._no_params = (
+            self._ivf is None and not self._hnsw and isinstance(self.index, faiss.IndexFastScan)
+        )
         self.nprobe = 1
         if self._ivf is not None:
             self.nprobe = ivf_params(config, self.ntotal)[1]
             self.nprobe = min(max(self.nprobe, 1), int(self._ivf.nlist))
+
+    def _search_overfetch(
+        self, queries: np.ndarray, n: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` allowed rows: ask for ``n`` + the number of disallowed rows, drop those
+        (exact: at most that many of the answers can be disallowed)."""
+        dead = 0 if allowed is None else int((~allowed).sum())
+        kk = min(self.ntotal, n + dead)
+        scores, rows = self.index.search(queries, kk)
+        rows = rows.astype(np.int64)
+        scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
+        if dead:
+            ok = (rows >= 0) & allowed[np.maximum(rows, 0)]
+            order = np.argsort(~ok, axis=1, kind="stable")[:, :n]
+            rows = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(rows, order, 1), -1)
+            scores = np.where(rows >= 0, np.take_along_axis(scores, order, 1), -np.inf)
+            return scores.astype(np.float32), rows
+        return scores[:, :n], rows[:, :n]
 
     @property
     def nbytes(self) -> int:
@@ -103,6 +124,8 @@ class FaissFirstStage:
         n = min(n, self.ntotal)
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self._no_params:  # a flat fast-scan index takes no parameters (no selector):
+            return self._search_overfetch(queries, n, allowed)
         params, _alive = self._params(n, allowed, nprobe)
         if params is None:
             scores, rows = self.index.search(queries, n)

@@ -143,8 +143,8 @@ def test_approximate_stage_keeps_the_exact_top10(tmp_path: Path) -> None:
 
 
 def test_default_first_stage_is_compact_faiss_above_min_rows(tmp_path: Path) -> None:
-    """Above ``min_rows`` a segment gets the default faiss factory (IVF + 4-bit PQ
-    fast-scan): its RAM is its file, a small fraction of the float32 FDEs."""
+    """Above ``min_rows`` a segment gets the default faiss factory (4-bit PQ fast-scan):
+    its RAM is its file, a small fraction of the float32 FDEs."""
     from indexing import build_index
     from serving import Searcher
 
@@ -153,7 +153,7 @@ def test_default_first_stage_is_compact_faiss_above_min_rows(tmp_path: Path) -> 
     build_index(tmp_path, docs, None, cfg, progress=False)
     with Searcher.open(tmp_path) as s:
         stage = s.first_stage.parts[0][1]
-        assert stage.kind == "faiss" and stage._ivf is not None
+        assert stage.kind == "faiss" and stage._no_params  # PQ fast-scan, scanned in full
         assert stage.nbytes < 0.25 * len(docs) * cfg.fde.output_dim * 4
         res = s.search(q, k=10)
         assert all(len(ids) == 10 for ids in res.ids)
