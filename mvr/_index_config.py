@@ -150,8 +150,10 @@ class IndexConfig:
         Keep the float16 FDEs on disk after the first stage is built (format 2 drops
         them: compaction recomputes them from the stored tokens).
     record_alignment : int
-        Records start on multiples of this many bytes (4096: one document is
-        one or two page-aligned reads; 1 = packed).
+        Records start on multiples of this many bytes (1 = packed, the default: a
+        record under 4 KiB still spans at most two pages, and O_DIRECT reads take the
+        aligned span around it; 4096 padded each 2 KB PyPI record of res4 codes to
+        4 KiB, doubling the table).
     first_stage : FirstStageConfig
         First-stage backend and its parameters.
     batch_size : int
@@ -172,7 +174,7 @@ class IndexConfig:
     codec_centroids: int = 4096
     codec_train_tokens: int = 131_072
     keep_fdes: bool = False
-    record_alignment: int = 4096
+    record_alignment: int = 1
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
     batch_size: int = 256
     store_text: bool = True
