@@ -450,7 +450,7 @@ class BuildSession:
         entry = {
             "name": self.segment, "documents": n, "tokens": tokens, "first_stage": kind,
             "has_text": self.config.store_text, "has_fdes": not drop_fdes,
-            "has_cids": self.codec is not None,
+            "has_cids": self.codec is not None, "has_checksums": self.writer.has_checksums,
         }
         return {"entry": entry, "files": files}
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mvr._checksum import CHECKSUMS_FILE, record_hashes
 from mvr._multivectors import MultiVectors
-from mvr.errors import ConfigError, CorruptIndexError
 from mvr._segments import (
     APPEND_FILES,
     CIDS_FILE,
@@ -38,6 +38,7 @@ from mvr._segments import (
     record_offsets,
     segment_files,
 )
+from mvr.errors import ConfigError, CorruptIndexError
 from mvr.format import CODED_DTYPES, TOKENS_FILE, aligned_offsets, record_nbytes
 
 __all__ = [
@@ -144,9 +145,11 @@ class SegmentWriter:
         self.table_dtype, self.alignment, self.store_text = table_dtype, alignment, store_text
         self.codec: Any = None  # set (mvr._codec.TokenCodec) before the first append when used
         self.uses_codec = uses_codec
+        self.has_checksums = True  # checksums.bin: every record's and text's hash
+        self._failed = False  # a write failed: close() then drops what is buffered
         self.num_documents = 0
         self.num_tokens = 0
-        names = [IDS_FILE, LENGTHS_FILE, TOKENS_FILE]
+        names = [IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CHECKSUMS_FILE]
         if uses_codec:
             names.append(CIDS_FILE)
         if store_text:
@@ -164,6 +167,17 @@ class SegmentWriter:
             )
 
     # ------------------------------------------------------------------ appending
+    def _write(self, name: str, data: bytes) -> None:
+        """Append ``data`` to file ``name`` (IndexWriteError naming it when the disk fails)."""
+        from mvr._durable import writing
+
+        try:
+            with writing(self.dir / name):
+                self._files[name].write(data)
+        except BaseException:
+            self._failed = True
+            raise
+
     def append(
         self, ids: Sequence[str], texts: Sequence[str | None] | None, pooled: MultiVectors,
         fdes: np.ndarray, coded: Any = None,
@@ -171,13 +185,17 @@ class SegmentWriter:
         """Append one batch (not yet committed): records, ids, texts, FDE rows.
         ``coded``: the tokens' (centroid ids, residual codes) when already encoded
         (compaction copies them)."""
-        self.append_tokens(pooled, coded)
-        self.append_ids(ids, texts)
+        token_hashes = self.append_tokens(pooled, coded)
+        text_hashes = self.append_ids(ids, texts)
+        if CHECKSUMS_FILE in self._files:  # per document: its record's and its text's hash
+            pairs = np.stack([token_hashes, text_hashes], axis=1).astype("<u8")
+            self._write(CHECKSUMS_FILE, pairs.tobytes())
         self.append_fdes(fdes)
         self.num_documents += len(ids)
         self.num_tokens += pooled.total_tokens
 
-    def append_tokens(self, pooled: MultiVectors, coded: Any = None) -> None:
+    def append_tokens(self, pooled: MultiVectors, coded: Any = None) -> np.ndarray:
+        """Append the batch's records; returns each record's hash (mvr._checksum)."""
         f = self._files[TOKENS_FILE]
         lengths = np.asarray(pooled.lengths, dtype=np.int64)
         start = f.tell()
@@ -187,24 +205,34 @@ class SegmentWriter:
             cids, codes = coded if coded is not None else self.codec.encode(pooled.vectors)
             if codes is None and self.table_dtype in CODED_DTYPES:
                 codes = self.codec.encode(pooled.vectors)[1]
-            self._files[CIDS_FILE].write(cids.astype("<u2").tobytes())
+            self._write(CIDS_FILE, cids.astype("<u2").tobytes())
         if self.table_dtype in CODED_DTYPES:  # res4 / res8: residual codes, ids apart
-            f.write(_pack_codes(codes, lengths, self.alignment, start))
+            packed = _pack_codes(codes, lengths, self.alignment, start)
         else:
-            f.write(_pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,
-                                  self.alignment, start))
-        self._files[LENGTHS_FILE].write(lengths.astype("<i8").tobytes())
+            packed = _pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,
+                                   self.alignment, start)
+        self._write(TOKENS_FILE, packed)
+        self._write(LENGTHS_FILE, lengths.astype("<i8").tobytes())
+        nbytes = np.asarray(record_nbytes(lengths, self.dim, self.table_dtype), np.int64)
+        offs = aligned_offsets(nbytes, self.alignment, start) - start
+        return record_hashes(np.frombuffer(packed, np.uint8), offs[:-1], nbytes)
 
-    def append_ids(self, ids: Sequence[str], texts: Sequence[str | None] | None) -> None:
-        self._files[IDS_FILE].write(
+    def append_ids(self, ids: Sequence[str], texts: Sequence[str | None] | None) -> np.ndarray:
+        """Append ids (and texts); returns each text's hash (0 where none is stored)."""
+        self._write(IDS_FILE, 
             "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in ids).encode()
         )
         if not self.store_text:
-            return
+            return np.zeros(len(ids), np.uint64)
         encoded = [None if t is None else t.encode() for t in (texts or [None] * len(ids))]
-        self._files[TEXTS_FILE].write(b"".join(b for b in encoded if b is not None))
+        blob = b"".join(b for b in encoded if b is not None)
+        self._write(TEXTS_FILE, blob)
         lens = np.array([-1 if b is None else len(b) for b in encoded], dtype="<i8")
-        self._files[TEXT_LENGTHS_FILE].write(lens.tobytes())
+        self._write(TEXT_LENGTHS_FILE, lens.tobytes())
+        starts = np.concatenate([[0], np.cumsum(np.maximum(lens, 0))[:-1]]).astype(np.int64)
+        hashes = record_hashes(np.frombuffer(blob, np.uint8), starts, np.maximum(lens, 0))
+        hashes[lens < 0] = 0
+        return hashes
 
     def append_fdes(self, fdes: np.ndarray) -> None:
         n = self.num_documents
@@ -213,15 +241,29 @@ class SegmentWriter:
         if self._fde.shape[0] < n + m:  # grow ahead: zarr.json is rewritten every _GROW chunks
             self._fde.resize((n + m + _GROW_CHUNKS * rows, self.fde_dim))
             self._meta_dirty = True
-        self._fde[n : n + m] = np.asarray(fdes, dtype=self._fde.dtype)
+        from mvr._durable import writing
+
+        with writing(self.dir / FDE_DIR):
+            self._fde[n : n + m] = np.asarray(fdes, dtype=self._fde.dtype)
         self._dirty_chunks.update(range(n // rows, (n + m - 1) // rows + 1) if m else ())
 
     # ------------------------------------------------------------------ commits
     def commit(self) -> dict[str, Any]:
-        """Flush and fsync every file; return the state to record in the progress file."""
-        for f in self._files.values():
-            f.flush()
-            os.fsync(f.fileno())
+        """Flush and fsync every file; return the state to record in the progress file.
+
+        A failed write or fsync (buffered data is written here) is IndexWriteError naming
+        the file."""
+        from mvr._durable import writing
+
+        for name, f in self._files.items():
+            try:
+                with writing(self.dir / name, "write"):
+                    f.flush()
+                with writing(self.dir / name, "fsync"):
+                    os.fsync(f.fileno())
+            except BaseException:
+                self._failed = True
+                raise
         self._fsync_fde_chunks()
         return {
             "documents": self.num_documents,
@@ -232,7 +274,7 @@ class SegmentWriter:
     def _fsync_fde_chunks(self) -> None:
         """fsync the FDE chunk files written since the last commit (and their folders), and
         the metadata when a resize rewrote it."""
-        from mvr._manifest import fsync_dir
+        from mvr._durable import fsync_dir, fsync_file
 
         root = self.dir / FDE_DIR
         paths = [root / "c" / str(i) / "0" for i in sorted(self._dirty_chunks)]
@@ -244,11 +286,7 @@ class SegmentWriter:
             dirs.add(root)
         for p in paths:
             if p.exists():
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_file(p)
         for d in sorted(dirs):
             if d.exists():
                 fsync_dir(d)
@@ -257,6 +295,10 @@ class SegmentWriter:
 
     def truncate_to(self, state: dict[str, Any]) -> None:
         """Roll every file back to a committed ``state`` (from :meth:`commit`)."""
+        if CHECKSUMS_FILE not in state["sizes"]:  # a build begun by a version without them
+            self._files.pop(CHECKSUMS_FILE).close()
+            (self.dir / CHECKSUMS_FILE).unlink()
+            self.has_checksums = False
         for name, f in self._files.items():
             size = int(state["sizes"].get(name, 0))
             actual = os.fstat(f.fileno()).st_size
@@ -279,8 +321,15 @@ class SegmentWriter:
 
     def close(self) -> None:
         """Close the files and trim the FDE array to the appended rows (it grows ahead)."""
-        if self._files and self._fde.shape[0] != self.num_documents:
+        from mvr._durable import writing
+
+        files, self._files = self._files, {}
+        if files and self._fde.shape[0] != self.num_documents and not self._failed:
             self._fde.resize((self.num_documents, self.fde_dim))
-        for f in self._files.values():
-            f.close()
-        self._files = {}
+        for name, f in files.items():
+            try:
+                with writing(self.dir / name):
+                    f.close()  # flushes what is buffered
+            except OSError:
+                if not self._failed:  # after a failed write the caller handles that one
+                    raise

@@ -121,7 +121,13 @@ class IndexWriter:
         )
         shutil.rmtree(session.seg_dir, ignore_errors=True)
         session.codec = self._codec()
-        session.open(None)
+        try:
+            session.open(None)
+        except BaseException:  # e.g. the disk failed at the first commit: leave nothing
+            session.close()
+            shutil.rmtree(session.seg_dir, ignore_errors=True)
+            session.discard_progress()
+            raise
         return session
 
     def _codec(self) -> Any:

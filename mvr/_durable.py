@@ -12,8 +12,11 @@ files that were written in place (a new segment's) durable before a commit lists
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from mvr.errors import IndexWriteError, MVRError
 
 __all__ = [
     "atomic_write_file",
@@ -22,25 +25,43 @@ __all__ = [
     "fsync_dir",
     "fsync_tree",
     "sync_files",
+    "writing",
 ]
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str], what: str = "write") -> Iterator[None]:
+    """Turn an OSError of the block (a full disk, an I/O error: the syscall's own error;
+    Python names no file for a failed write or fsync) into IndexWriteError naming ``path``."""
+    try:
+        yield
+    except MVRError:
+        raise
+    except OSError as e:
+        raise IndexWriteError(
+            f"{path}: {what} failed: {e.strerror or e} (errno {e.errno}); the committed index "
+            "is unchanged"
+        ) from e
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:
     """fsync a file that another writer (a library) wrote and closed."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with writing(path, "fsync"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so that renames and new entries in it are durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with writing(path, "fsync of the folder"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def fsync_tree(path: str | os.PathLike[str]) -> None:
@@ -75,9 +96,15 @@ def atomic_write_file(path: str | os.PathLike[str], write: Callable[[Path], obje
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        write(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
+        with writing(path):
+            try:
+                write(tmp)
+            except RuntimeError as e:  # faiss reports a failed fwrite as a RuntimeError
+                if "write" not in str(e).lower():
+                    raise
+                raise OSError(f"the writer failed: {e}") from e
+            fsync_file(tmp)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -20,8 +20,9 @@ Schema (format version 1)::
       "segments": [{"name": "seg-000001", "documents": n, "tokens": t,
                     "first_stage": "exact" | "hnsw" | "ivfpq", "has_text": true}, ...],
       "tombstones": "tombstones-000003.json" or null,
-      "files": {"segments/seg-000001/tokens.bin": {"size": ..., "sha256": ...}, ...}
-    }
+      "files": {"segments/seg-000001/tokens.bin": {"size": ..., "sha256": ...}, ...},
+      "manifest_sha256": "..."             # of the rest (canonical JSON); absent before it
+    }                                      # was added, so older manifests still open
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,14 @@ REQUIRED_KEYS = (
     "dtypes", "counts", "segments", "tombstones", "files",
 )
 _CHUNK = 1 << 22
+SELF_CHECKSUM = "manifest_sha256"
+
+
+def _self_checksum(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest without its own checksum, as canonical JSON (so that a
+    change of any value is caught, and a change of white space alone is harmless)."""
+    rest = {k: v for k, v in manifest.items() if k != SELF_CHECKSUM}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -93,18 +103,23 @@ def write_manifest(index_dir: str | os.PathLike[str], manifest: dict[str, Any]) 
     First every file it lists that the committed manifest does not list as is (new
     segments, tombstones), and the folders up to ``index_dir``, are fsynced: a commit
     must never point at data still in the page cache. Files of earlier commits were
-    synced by those and are never rewritten in place.
+    synced by those and are never rewritten in place. The first commit of an index also
+    fsyncs the parent folder (which holds the index folder's entry).
     """
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise CorruptIndexError(f"manifest to write lacks keys {missing}")
     try:
         committed = read_manifest(index_dir)["files"]
+        first = False
     except MVRError:  # none yet (a build), or unreadable: sync everything listed
-        committed = {}
+        committed, first = {}, True
     sync_files(index_dir, [rel for rel, entry in sorted(manifest["files"].items())
                            if committed.get(rel) != entry])
+    manifest = {**manifest, SELF_CHECKSUM: _self_checksum(manifest)}
     atomic_write_json(Path(index_dir) / MANIFEST_NAME, manifest)
+    if first:  # a new index: its own folder's entry in the parent must survive too
+        fsync_dir(Path(index_dir).resolve().parent)
 
 
 def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -148,16 +163,25 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise CorruptIndexError(f"{mpath}: missing keys {missing}")
+    recorded = manifest.get(SELF_CHECKSUM)
+    if recorded is not None:
+        actual = _self_checksum(manifest)
+        if recorded != actual:
+            raise ChecksumMismatchError(
+                f"{mpath}: {SELF_CHECKSUM} mismatch (the manifest was altered), expected "
+                f"{recorded}, got {actual}"
+            )
     return manifest
 
 
 def verify_files(
-    index_dir: str | os.PathLike[str], manifest: dict[str, Any], *, checksums: bool | int = True
+    index_dir: str | os.PathLike[str], manifest: dict[str, Any], *, checksums: bool | int = True,
+    always: Collection[str] = (),
 ) -> None:
     """Check that every file the manifest lists exists with its size (and SHA-256).
 
     ``checksums``: True hashes every file, False none, an int the files of at most that
-    many bytes.
+    many bytes; the files in ``always`` are hashed whatever their size.
 
     Raises :class:`CorruptIndexError` (missing or wrong size: truncated or extended)
     or :class:`ChecksumMismatchError`, naming the file and the expected and actual value.
@@ -177,7 +201,7 @@ def verify_files(
             raise CorruptIndexError(
                 f"index file {rel!r} is {what}: expected {entry['size']} bytes, got {size} bytes"
             )
-        if checksums is True or (
+        if checksums is True or rel in always or (
             checksums is not False and not isinstance(checksums, bool) and size <= checksums
         ):
             actual = sha256_file(p)

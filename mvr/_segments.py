@@ -12,6 +12,9 @@ A segment directory ``segments/<name>/`` holds (see :mod:`mvr.format`)::
     text_lengths.bin   <i8 byte length per text (-1 = no text)
     first_stage.faiss  the faiss index of the segment (every segment in format 2; hnsw /
                        ivfpq segments in format 1)
+    checksums.bin      <u8 pairs per document: hash of its tokens.bin record and of its
+                       text (mvr._checksum; segments written since these were added, whose
+                       manifest entry says ``has_checksums``), verified as records are read
 
 ``indexing`` writes these files (``indexing._segment.SegmentWriter``); ``serving`` and
 ``indexing`` read them with the functions here.
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from mvr._checksum import CHECKSUMS_FILE
 from mvr.errors import CorruptIndexError
 from mvr.format import TOKENS_FILE, aligned_offsets, record_nbytes
 
@@ -43,6 +47,7 @@ __all__ = [
     "read_cids",
     "open_fdes",
     "record_offsets",
+    "read_checksums",
     "TextReader",
 ]
 
@@ -53,7 +58,8 @@ TEXTS_FILE = "texts.bin"
 TEXT_LENGTHS_FILE = "text_lengths.bin"
 FIRST_STAGE_FILE = "first_stage.faiss"
 CIDS_FILE = "cids.bin"
-APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CIDS_FILE, TEXTS_FILE, TEXT_LENGTHS_FILE)
+APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CIDS_FILE, TEXTS_FILE, TEXT_LENGTHS_FILE,
+                CHECKSUMS_FILE)
 
 
 def record_offsets(lengths: np.ndarray, dim: int, dtype: str, alignment: int) -> np.ndarray:
@@ -92,6 +98,19 @@ def read_cids(seg_dir: Path, expected_tokens: int) -> np.ndarray:
     return cids
 
 
+def read_checksums(seg_dir: Path, expected_documents: int) -> np.ndarray:
+    """Per document (hash of its ``tokens.bin`` record, hash of its text): shape
+    (documents, 2) uint64, checked against the document count the manifest records."""
+    path = Path(seg_dir) / CHECKSUMS_FILE
+    raw = np.fromfile(path, dtype="<u8")
+    if raw.shape[0] != 2 * expected_documents:
+        raise CorruptIndexError(
+            f"{path}: expected {2 * expected_documents} checksums (two per document), got "
+            f"{raw.shape[0]}"
+        )
+    return raw.reshape(-1, 2).astype(np.uint64)
+
+
 def open_fdes(seg_dir: Path) -> Any:
     """The segment's FDE zarr array (read-only), shape (n, fde_dim), float32 or float16."""
     import zarr
@@ -102,8 +121,10 @@ def open_fdes(seg_dir: Path) -> Any:
 class TextReader:
     """Random access to a segment's stored texts (``None`` when absent)."""
 
-    def __init__(self, seg_dir: Path) -> None:
+    def __init__(self, seg_dir: Path, hashes: np.ndarray | None = None) -> None:
         seg_dir = Path(seg_dir)
+        self._path = seg_dir / TEXTS_FILE
+        self._hashes = hashes  # shape (n,) uint64: each text's hash (mvr._checksum), or None
         lens = np.fromfile(seg_dir / TEXT_LENGTHS_FILE, dtype="<i8")
         self._lens = lens
         self._starts = np.zeros(len(lens) + 1, dtype=np.int64)
@@ -114,7 +135,24 @@ class TextReader:
         if self._lens[row] < 0:
             return None
         start, n = int(self._starts[row]), int(self._lens[row])
-        return os.pread(self._file.fileno(), n, start).decode("utf-8")
+        data = os.pread(self._file.fileno(), n, start)
+        if len(data) != n:
+            raise CorruptIndexError(
+                f"{self._path}: text of document row {row}: short read at offset {start}, "
+                f"expected {n} bytes, got {len(data)}"
+            )
+        if self._hashes is not None:
+            from mvr._checksum import check_records
+
+            check_records(np.frombuffer(data, np.uint8), np.zeros(1, np.int64),
+                          np.array([n], np.int64), self._hashes[row : row + 1],
+                          np.array([row]), f"{self._path} (texts)")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CorruptIndexError(
+                f"{self._path}: text of document row {row} is not UTF-8 ({e})"
+            ) from e
 
     def close(self) -> None:
         self._file.close()

@@ -21,6 +21,7 @@ __all__ = [
     "FormatVersionError",
     "EncoderMismatchError",
     "IndexLockedError",
+    "IndexWriteError",
     "DocumentNotFoundError",
     "ModelFileNotFoundError",
     "TokenReadError",
@@ -77,6 +78,11 @@ class EncoderMismatchError(MVRError, ValueError):
 
 class IndexLockedError(MVRError, BlockingIOError):
     """Another writer holds the index's lock."""
+
+
+class IndexWriteError(MVRError, OSError):
+    """Writing or syncing an index file failed (disk full, I/O error); names the file and
+    the error. The committed index is left as it was."""
 
 
 class DocumentNotFoundError(MVRError, KeyError):

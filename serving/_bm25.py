@@ -58,8 +58,13 @@ class IndexBM25:
     """
 
     def __init__(self, root: Path, segments: list[dict[str, Any]], files: dict[str, Any]) -> None:
+        from mvr._manifest import verify_files
+
         self.parts: list[_SegmentBM25] = []
         self.sizes: list[int] = []
+        # memory-mapped and read piecemeal from here on: hashed once, when first used
+        prefixes = tuple(f"{SEGMENTS_DIR}/{seg['name']}/{BM25_DIR}/" for seg in segments)
+        verify_files(root, {"files": {k: v for k, v in files.items() if k.startswith(prefixes)}})
         for seg in segments:
             rel = f"{SEGMENTS_DIR}/{seg['name']}/{BM25_DIR}/{BM25_SETTINGS_FILE}"
             if rel not in files:

@@ -31,6 +31,7 @@ import numpy as np
 
 from mvr._multivectors import MultiVectors
 from mvr.errors import (
+    ChecksumMismatchError,
     ConfigError,
     DimensionMismatchError,
     RowOutOfRangeError,
@@ -469,7 +470,7 @@ class DiskTokenStore:
             for r in rows:
                 try:
                     arr, got, took = self._read(r)
-                except TokenReadError as e:
+                except (TokenReadError, ChecksumMismatchError) as e:
                     out[r] = e
                     errors += 1
                     continue
@@ -519,6 +520,9 @@ class DiskTokenStore:
                 f"{self._what(row, f.path)}: short read at offset {off}: expected {need} bytes, "
                 f"got {len(buf)} (file truncated?)"
             )
+        if self._layout is not None:  # raises ChecksumMismatchError naming the file
+            self._layout.verify_records(buf, np.array([row]), np.zeros(1, np.int64),
+                                        np.array([need]), int(self._file_idx[row]), self._ids)
         if self._dtype == "float16":
             return buf[:need].view("<f2").reshape(n, self._dim), got, took
         if self._dtype in CODED_DTYPES:

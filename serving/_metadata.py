@@ -132,8 +132,13 @@ class IndexMetadata:
     """Metadata of every segment of a searcher's snapshot, rows in the searcher's order."""
 
     def __init__(self, root: Path, segments: list[dict[str, Any]], files: dict[str, Any]) -> None:
+        from mvr._manifest import verify_files
+
         self.segments: list[SegmentMetadata] = []
         starts = [0]
+        # memory-mapped and read piecemeal from here on: hashed once, when first used
+        names = {f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}" for seg in segments}
+        verify_files(root, {"files": {k: v for k, v in files.items() if k in names}})
         for seg in segments:
             rel = f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}"
             path = root / rel if rel in files else None

@@ -27,10 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from indexing._bm25 import BM25_DIR
+from indexing._metadata import METADATA_FILE
 from mvr._segments import (
+    FDE_DIR,
     FIRST_STAGE_FILE,
+    TEXTS_FILE,
     TextReader,
     open_fdes,
+    read_checksums,
     read_cids,
     read_ids,
     read_lengths,
@@ -63,6 +68,24 @@ _EXHAUSTIVE_BLOCK = 4096
 _OPEN_ATTEMPTS = 8  # opens retried when a commit replaced the snapshot meanwhile
 _SMALL_FILE = 1 << 20  # files up to this size are hashed at every open
 _RERANK_BYTES = 64 << 20  # candidate token vectors fetched at once per query group
+
+
+def _read_whole(manifest: dict[str, Any], mode: str) -> set[str]:
+    """The files an open reads whole (so hashing them costs no extra read), whatever their
+    size: all but the table (unless ``mode`` is memory), the texts, metadata and BM25
+    (checked as they are read or first used) and the FDEs of faiss segments (unread)."""
+    exact = {s["name"] for s in manifest["segments"] if s["first_stage"] == "exact"}
+    out = set()
+    for rel in manifest["files"]:
+        parts = rel.split("/")  # segments/<name>/<file or folder>/...
+        if parts[0] == SEGMENTS_DIR and len(parts) > 2 and (
+            parts[2] in (TEXTS_FILE, METADATA_FILE, BM25_DIR)
+            or (parts[2] == TOKENS_FILE and mode != "memory")
+            or (parts[2] == FDE_DIR and parts[1] not in exact)
+        ):
+            continue
+        out.add(rel)
+    return out
 
 
 class Searcher:
@@ -120,9 +143,12 @@ class Searcher:
             Where the re-ranking table is read from.
         verify : bool, optional
             Sizes of every file are always checked. None (default): also the SHA-256 of
-            the small files (under 1 MiB: ids and tombstones of small segments, codec,
-            ...); hashing gigabytes of tables at every open is what ``mvr verify`` /
-            ``verify=True`` (every file's SHA-256) is for. False: sizes only.
+            the small files (under 1 MiB) and of every file that the open reads whole
+            whatever its size (ids, lengths, centroid ids, first stages, codec,
+            tombstones, checksums; the table too in memory mode); the table and texts,
+            read piecemeal, are checked record by record as they are read
+            (``checksums.bin``), metadata and BM25 files when first used. ``verify=True``
+            (``mvr verify``): every file's SHA-256 at open. False: sizes only.
         **store_options
             Passed to the SSD store.
 
@@ -159,7 +185,8 @@ class Searcher:
         self.path = root
         self.manifest = manifest
         verify_files(self.path, self.manifest,
-                     checksums=_SMALL_FILE if verify is None else bool(verify))
+                     checksums=_SMALL_FILE if verify is None else bool(verify),
+                     always=_read_whole(self.manifest, mode) if verify is None else ())
         self.config = IndexConfig.from_dict(self.manifest["config"])
         if self.config.fde is None:
             raise CorruptIndexError(f"{self.path}: manifest config has no resolved fde")
@@ -191,6 +218,7 @@ class Searcher:
     def _load_rows(self) -> None:
         ids: list[str] = []
         lengths = []
+        hashes, hashed = [], []
         for seg in self._segments():
             seg_ids = read_ids(self._seg_dir(seg))
             seg_len = read_lengths(self._seg_dir(seg))
@@ -201,8 +229,16 @@ class Searcher:
                 )
             ids.extend(seg_ids)
             lengths.append(seg_len)
-            self._texts.append(TextReader(self._seg_dir(seg)) if seg["has_text"] else None)
+            sums = (read_checksums(self._seg_dir(seg), seg["documents"])
+                    if seg.get("has_checksums") else None)
+            hashes.append(np.zeros(len(seg_ids), np.uint64) if sums is None else sums[:, 0])
+            hashed.append(np.full(len(seg_ids), sums is not None))
+            self._texts.append(TextReader(self._seg_dir(seg), None if sums is None else sums[:, 1])
+                               if seg["has_text"] else None)
         self.ids = ids
+        any_hashed = any(h.any() for h in hashed)
+        self._record_hashes = np.concatenate(hashes) if any_hashed else None
+        self._hashed = np.concatenate(hashed) if any_hashed else None
         self._lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         starts = np.cumsum([0] + [s["documents"] for s in self._segments()])
         self._seg_starts = starts.astype(np.int64)
@@ -268,6 +304,7 @@ class Searcher:
             offsets=np.concatenate(offs) if offs else np.zeros(0, np.int64),
             segment=np.concatenate(segs) if segs else np.zeros(0, np.int32), file_sizes=sizes,
             codec=self.codec, cids=self._cids, tok_starts=self._tok_starts,
+            record_hashes=self._record_hashes, hashed=self._hashed,
         )
 
     def _load_first_stage(self) -> SegmentedFirstStage:

@@ -54,6 +54,10 @@ class TableLayout:
         Shape: (total_tokens,) uint16: every token's centroid id, global row order.
     tok_starts : np.ndarray, optional
         Shape: (n + 1,) int64: row ``r``'s tokens are ``cids[tok_starts[r]:tok_starts[r+1]]``.
+    record_hashes : np.ndarray, optional
+        Shape: (n,) uint64: each record's hash (``checksums.bin``), verified as it is read.
+    hashed : np.ndarray, optional
+        Shape: (n,) bool: rows whose segment has checksums (older segments have none).
     """
 
     paths: list[Path]
@@ -67,6 +71,22 @@ class TableLayout:
     codec: Any = None
     cids: np.ndarray | None = None
     tok_starts: np.ndarray | None = None
+    record_hashes: np.ndarray | None = None
+    hashed: np.ndarray | None = None
+
+    def verify_records(self, buf: np.ndarray, rows: np.ndarray, starts: np.ndarray,
+                       nbytes: np.ndarray, seg: int, ids: Any = None) -> None:
+        """Check ``rows``' records (``buf[starts[i]:starts[i] + nbytes[i]]``, all of
+        segment ``seg``) against their checksums; ChecksumMismatchError names the file."""
+        if self.record_hashes is None or self.hashed is None:
+            return
+        keep = self.hashed[rows]
+        if not keep.all():
+            rows, starts, nbytes = rows[keep], starts[keep], nbytes[keep]
+        from mvr._checksum import check_records
+
+        check_records(buf, starts, nbytes, self.record_hashes[rows], rows, str(self.paths[seg]),
+                      ids)
 
     @property
     def nbytes(self) -> np.ndarray:
@@ -178,6 +198,7 @@ class _BufferStore:
         ]
         for seg, pos in groups:
             r = rows[pos]
+            lay.verify_records(self._buffers[seg], r, lay.offsets[r], self._nbytes[r], seg)
             if lay.coded:
                 _gather_bytes(self._buffers[seg], lay.offsets[r], self._nbytes[r], flat_codes,
                               offsets[pos] * self._row_bytes)
