@@ -39,7 +39,15 @@ $(CHROMIUM):
 	  || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y --no-install-recommends chromium)
 
-test: install $(CHROMIUM)
+# The I/O fault tests inject ENOSPC / EIO into real syscalls with strace (-e inject).
+STRACE := /usr/bin/strace
+
+$(STRACE):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace \
+	  || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y --no-install-recommends strace)
+
+test: install $(CHROMIUM) $(STRACE)
 	MVR_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
 
 demo: install
