@@ -15,6 +15,8 @@ server's encoder is the cached vectors (``encoders.load(.cache/vectors/scifact)`
 
     .venv/bin/python scripts/load_test.py                      # 10,000 requests x {1.5 ms, off}
     .venv/bin/python scripts/load_test.py --requests 2000 --windows 2,0 --mode text
+    .venv/bin/python scripts/load_test.py --requests 100000 --windows 1.5 --server-mode ssd \
+        --rss-every 10 --max-seconds 3600                      # the soak: RSS curve, p99
 
 Prints a markdown table (one row per window) and the batching gain (QPS ratio vs off).
 """
@@ -29,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,7 +105,8 @@ def rss_mib(pid: int) -> float:
 def start_server(index: Path, encoder: Path | None, window_ms: float, args) -> tuple:
     cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--host", HOST, "--port", "0",
            "--batch-window-ms", str(window_ms), "--max-batch-size", str(args.max_batch_size),
-           "--queue-size", str(args.queue_size), "--log-level", "info"]
+           "--queue-size", str(args.queue_size), "--log-level", "info",
+           "--mode", args.server_mode]
     cmd += ["--encoder", str(encoder)] if encoder is not None else ["--no-preload-encoder"]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -192,8 +196,23 @@ def run_one(index: Path, encoder: Path | None, window: float, bodies, args) -> d
         rss0 = rss_mib(proc.pid)
         rng = np.random.default_rng(args.seed)
         order = rng.integers(0, len(bodies), size=args.requests)
-        res = asyncio.run(drive(port, bodies, order, args.concurrency, args.max_seconds))
+        curve: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def sample() -> None:  # the server's RSS over the run (flat after warm-up?)
+            t0 = time.perf_counter()
+            while not done.wait(args.rss_every):
+                curve.append((time.perf_counter() - t0, rss_mib(proc.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            res = asyncio.run(drive(port, bodies, order, args.concurrency, args.max_seconds))
+        finally:
+            done.set()
+            sampler.join()
         res["rss_before"], res["rss_after"] = rss0, rss_mib(proc.pid)
+        res["rss_curve"] = curve
         with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=60) as c:
             res["server_batching"] = c.get("/stats").json()["batching"]
     finally:
@@ -219,6 +238,10 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--server-mode", choices=("memory", "mmap", "ssd"), default="memory",
+                   help="mvr serve --mode")
+    p.add_argument("--rss-every", type=float, default=5.0,
+                   help="seconds between samples of the server's RSS (the curve printed)")
     args = p.parse_args()
 
     ensure_index(args.vectors, args.index, args.pool_factor)
@@ -241,6 +264,10 @@ def main() -> None:
         print(f"| {name} | {r['requests']} | {r['errors']} | {r['qps']:.1f} | {r['p50']:.1f} "
               f"| {r['p95']:.1f} | {r['p99']:.1f} | {r['mean_batch']:.1f} "
               f"| {r['rss_before']:.0f} -> {r['rss_after']:.0f} |")
+    for r in results:
+        name = "off" if r["window_ms"] == 0 else f"{r['window_ms']:g} ms"
+        pts = ", ".join(f"{t:.0f} s {m:.0f}" for t, m in r["rss_curve"])
+        print(f"\nserver RSS (MiB) over the run, window {name}: {pts or 'run shorter than one sample'}")
     off = [r for r in results if r["window_ms"] == 0]
     for r in results:
         if off and r["window_ms"] > 0:
