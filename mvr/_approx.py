@@ -15,7 +15,10 @@ import numpy as np
 
 from mvr.errors import DimensionMismatchError
 
-__all__ = ["centroid_scores", "query_centroid_similarities"]
+__all__ = [
+    "centroid_candidates", "centroid_lists", "centroid_scores", "query_centroid_similarities",
+    "union_rows",
+]
 
 
 def query_centroid_similarities(queries: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -85,4 +88,147 @@ def centroid_scores(
     for i in range(rows.shape[0]):
         _scores(st, int(query_offsets[i]), int(query_offsets[i + 1]), rows[i], tok_starts,
                 cids, out[i])
+    return out
+
+
+# ---------------------------------------------------------------------------- candidates
+@numba.njit(nogil=True, cache=True)
+def _build_lists(cids, tok_starts, k):  # pragma: no cover - numba
+    n_rows = tok_starts.shape[0] - 1
+    counts = np.zeros(k + 1, np.int64)
+    for r in range(n_rows):
+        for t in range(tok_starts[r], tok_starts[r + 1]):
+            counts[np.int64(cids[t]) + 1] += 1
+    off = np.cumsum(counts)
+    rows = np.empty(off[-1], np.int32)
+    pos = off[:-1].copy()
+    for r in range(n_rows):  # rows ascending within each list: a repeat is the last entry
+        for t in range(tok_starts[r], tok_starts[r + 1]):
+            c = np.int64(cids[t])
+            if pos[c] > off[c] and rows[pos[c] - 1] == r:
+                continue
+            rows[pos[c]] = r
+            pos[c] += 1
+    offsets = np.zeros(k + 1, np.int64)
+    for c in range(k):
+        offsets[c + 1] = offsets[c] + (pos[c] - off[c])
+    out = np.empty(offsets[-1], np.int32)
+    for c in range(k):
+        out[offsets[c] : offsets[c + 1]] = rows[off[c] : pos[c]]
+    return offsets, out
+
+
+def centroid_lists(
+    cids: np.ndarray, tok_starts: np.ndarray, num_centroids: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted lists from centroid ids: the rows having a token assigned to centroid
+    ``c`` are ``rows[offsets[c]:offsets[c + 1]]`` (ascending, each row once).
+
+    Shapes: ``cids`` (total_tokens,), ``tok_starts`` (n_rows + 1,) int64; returns
+    ``offsets`` (num_centroids + 1,) int64 and ``rows`` (n_postings,) int32. One pass
+    over the ids (a counting sort), so it is built at open in O(tokens).
+    """
+    if tok_starts.shape[0] - 1 >= 1 << 31:
+        raise DimensionMismatchError(f"centroid lists: at most 2**31 - 1 rows, got {tok_starts.shape[0] - 1}")
+    return _build_lists(np.ascontiguousarray(cids), np.ascontiguousarray(tok_starts, np.int64),
+                        int(num_centroids))
+
+
+@numba.njit(nogil=True, cache=True)
+def _probe(st, q_lo, q_hi, nprobe, offsets, rows, allowed, acc, seen, touched):  # pragma: no cover
+    nt = 0
+    k = st.shape[0]
+    col = np.empty(k, np.float32)
+    for a in range(q_lo, q_hi):
+        for c in range(k):
+            col[c] = -st[c, a]
+        order = np.argsort(col)[: nprobe + 1]
+        # a row none of whose tokens is in the probed lists gets the (nprobe+1)-th
+        # similarity for this query token (WARP's missing-similarity estimate): only
+        # the excess over it is accumulated
+        floor = -col[order[nprobe]] if nprobe < k else np.float32(-1.0)
+        mark = a + 1
+        for p in range(min(nprobe, k)):
+            c = order[p]
+            gain = -col[c] - floor
+            for j in range(offsets[c], offsets[c + 1]):
+                r = rows[j]
+                if seen[r] == mark:  # a better centroid of this query token already hit it
+                    continue
+                if allowed.shape[0] > 0 and not allowed[r]:
+                    continue
+                if seen[r] == 0:
+                    touched[nt] = r
+                    nt += 1
+                seen[r] = mark
+                acc[r] += gain
+    return nt
+
+
+def centroid_candidates(
+    st: np.ndarray, query_offsets: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+    n_rows: int, n: int, nprobe: int, allowed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Candidates from the centroid inverted lists (PLAID/WARP-style generation).
+
+    For every query token, the ``nprobe`` centroids most similar to it are probed; a
+    row scores, per query token, the similarity of the best probed centroid among its
+    tokens' centroids, or the (``nprobe`` + 1)-th similarity when none of its tokens
+    is in a probed list. The ``n`` best rows per query are returned, best first.
+
+    Parameters
+    ----------
+    st : np.ndarray
+        Shape: (K, total_query_tokens): :func:`query_centroid_similarities`.
+    query_offsets : np.ndarray
+        Shape: (n_queries + 1,).
+    offsets, rows : np.ndarray
+        :func:`centroid_lists`.
+    n_rows : int
+        Rows in the index.
+    n : int
+        Candidates per query.
+    nprobe : int
+        Centroids probed per query token.
+    allowed : np.ndarray, optional
+        Shape: (n_rows,) bool: rows that may be returned (tombstones, filters).
+
+    Returns
+    -------
+    np.ndarray
+        Shape: (n_queries, n) int64, ``-1`` pads when fewer rows were reached.
+    """
+    nq = len(query_offsets) - 1
+    out = np.full((nq, n), -1, dtype=np.int64)
+    mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, np.bool_)
+    acc = np.zeros(n_rows, np.float32)
+    seen = np.zeros(n_rows, np.int32)
+    touched = np.empty(n_rows, np.int32)
+    for i in range(nq):
+        nt = _probe(st, int(query_offsets[i]), int(query_offsets[i + 1]), int(nprobe), offsets,
+                    rows, mask, acc, seen, touched)
+        hit = touched[:nt]
+        sc = acc[hit]
+        if nt > n:
+            part = np.argpartition(-sc, n - 1)[:n]
+            hit, sc = hit[part], sc[part]
+        order = np.argsort(-sc, kind="stable")
+        out[i, : len(order)] = hit[order]
+        acc[touched[:nt]] = 0.0
+        seen[touched[:nt]] = 0
+    return out
+
+
+def union_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per query, the rows of ``a`` followed by those of ``b`` not already in ``a``
+    (shapes (n_q, n_a), (n_q, n_b), ``-1`` pads); shape (n_q, <= n_a + n_b), -1 pads."""
+    parts = []
+    for i in range(a.shape[0]):
+        x = a[i][a[i] >= 0]
+        y = b[i][b[i] >= 0]
+        parts.append(np.concatenate([x, y[~np.isin(y, x)]]))
+    width = max((len(p) for p in parts), default=0)
+    out = np.full((a.shape[0], width), -1, dtype=np.int64)
+    for i, p in enumerate(parts):
+        out[i, : len(p)] = p
     return out

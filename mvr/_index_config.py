@@ -165,6 +165,14 @@ class IndexConfig:
     default_rerank : int
         Of those, how many the approximate MaxSim keeps for the exact re-rank (when the
         index has centroid ids; ``search(rerank_candidates=...)`` overrides it).
+    centroid_candidates : int
+        Indexes with centroid ids: candidates per query generated from the centroids'
+        inverted lists (PLAID/WARP-style, :func:`mvr._approx.centroid_candidates`) and
+        added to the first stage's before the approximate MaxSim; 0 = the first stage's
+        alone. The FDE misses documents with few tokens (short texts), which share few
+        partitions with the query; the token-level lists find them.
+    centroid_nprobe : int
+        Centroids probed per query token for those candidates.
     """
 
     fde: FDEConfig | None = None
@@ -180,6 +188,8 @@ class IndexConfig:
     store_text: bool = True
     default_candidates: int = 2000
     default_rerank: int = 100
+    centroid_candidates: int = 1000
+    centroid_nprobe: int = 8
 
     def __post_init__(self) -> None:
         if self.fde is not None and not isinstance(self.fde, FDEConfig):
@@ -196,6 +206,8 @@ class IndexConfig:
         _int_at_least("batch_size", self.batch_size, 1)
         _int_at_least("default_candidates", self.default_candidates, 1)
         _int_at_least("default_rerank", self.default_rerank, 1)
+        _int_at_least("centroid_candidates", self.centroid_candidates, 0)
+        _int_at_least("centroid_nprobe", self.centroid_nprobe, 1)
         _int_at_least("codec_centroids", self.codec_centroids, 1)
         if self.codec_centroids > 1 << 16:
             raise ConfigError(f"codec_centroids: expected <= 65536, got {self.codec_centroids}")
@@ -228,6 +240,8 @@ class IndexConfig:
             "store_text": self.store_text,
             "default_candidates": self.default_candidates,
             "default_rerank": self.default_rerank,
+            "centroid_candidates": self.centroid_candidates,
+            "centroid_nprobe": self.centroid_nprobe,
             "approx": self.approx,
             "codec_centroids": self.codec_centroids,
             "codec_train_tokens": self.codec_train_tokens,

@@ -118,7 +118,7 @@ def dense_search(
     if path == "allowed_candidates":  # allowed rows = candidates
         rows = np.ascontiguousarray(np.broadcast_to(np.flatnonzero(allowed).astype(np.int64),
                                                     (len(q), n_allowed)))
-        rows = searcher._approx(q, rows, n2)
+        rows = searcher._approx(q, rows, n2, allowed=False)  # every allowed row is in
         _tick(timings, "approx", t)
         return searcher._rerank_rows(q, rows, k, timings)
     mask = None if allowed.all() else allowed
@@ -135,7 +135,7 @@ def dense_search(
         ids, scores = searcher._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
         return SearchResults(ids=ids, scores=scores, timings=timings)
     if hasattr(searcher, "_approx"):  # centroid ids: keeps the best n2 (a no-op without)
-        fs_rows = searcher._approx(q, fs_rows, n2)
+        fs_rows = searcher._approx(q, fs_rows, n2, allowed=allowed)
         _tick(timings, "approx", t)
     return searcher._rerank_rows(q, fs_rows, k, timings, handle)
 

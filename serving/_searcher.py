@@ -116,6 +116,7 @@ class Searcher:
         self.codec: Any = None  # mvr._codec.TokenCodec (format 2)
         self._cids: np.ndarray | None = None  # centroid id of every token, global order
         self._tok_starts: np.ndarray | None = None
+        self._lists: tuple[np.ndarray, np.ndarray] | None = None  # centroid inverted lists
         self._stages = StageTimer()  # per-call stage latencies (percentiles in stats())
         self._prefetcher: Any = None
 
@@ -286,6 +287,10 @@ class Searcher:
         starts = np.zeros(len(self._lengths) + 1, dtype=np.int64)
         np.cumsum(self._lengths, out=starts[1:])
         self._tok_starts = starts
+        if self.config.centroid_candidates > 0:
+            from mvr._approx import centroid_lists
+
+            self._lists = centroid_lists(self._cids, starts, self.codec.num_centroids)
 
     def _layout(self) -> TableLayout:
         offs, segs, paths, sizes = [], [], [], []
@@ -545,7 +550,7 @@ class Searcher:
         fs_scores, fs_rows = self._first_stage(qf, n if rerank else k)
         t = _tick(timings, "first_stage", t)
         if rerank:
-            fs_rows = self._approx(q, fs_rows, n2)
+            fs_rows = self._approx(q, fs_rows, n2, timings=timings)
             _tick(timings, "approx", t)
             res = self._rerank_rows(q, fs_rows, k, timings, handle)
         else:
@@ -564,19 +569,46 @@ class Searcher:
         n = max(n, k)
         n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
         _check_k(n2, "rerank_candidates")
-        return n, min(max(n2, k), n)
+        extra = self.config.centroid_candidates if self._lists is not None else 0
+        return n, min(max(n2, k), n + extra)
 
     def _approx_active(self, n: int, n2: int) -> bool:
-        return self._cids is not None and n2 < n
+        return self._cids is not None and (n2 < n or self._lists is not None)
 
-    def _approx(self, q: MultiVectors, rows: np.ndarray, n2: int) -> np.ndarray:
+    def _approx(
+        self, q: MultiVectors, rows: np.ndarray, n2: int, *, allowed: Any = "index",
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
         """The best ``n2`` of each query's candidate ``rows`` (shape (n_q, N), -1 pads) by
-        approximate MaxSim over centroid ids; ``rows`` itself without centroid ids."""
-        if self._cids is None or self.codec is None or n2 >= rows.shape[1]:
+        approximate MaxSim over centroid ids; ``rows`` itself without centroid ids.
+
+        With centroid inverted lists (``config.centroid_candidates`` > 0) the
+        lists' candidates are added to ``rows`` first; ``allowed`` (a bool mask over
+        rows, None = all, default the index's tombstones) restricts them, and
+        ``allowed=False`` adds none (``rows`` already holds every allowed row).
+        """
+        if self._cids is None or self.codec is None:
             return rows
-        from mvr._approx import centroid_scores, query_centroid_similarities
+        from mvr._approx import (
+            centroid_candidates,
+            centroid_scores,
+            query_centroid_similarities,
+            union_rows,
+        )
 
         st = query_centroid_similarities(q.vectors, self.codec.centroids)
+        if self._lists is not None and allowed is not False:
+            t = time.perf_counter()
+            mask = self._filter if isinstance(allowed, str) else allowed
+            extra = centroid_candidates(
+                st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
+                self.config.centroid_candidates, self.config.centroid_nprobe, mask,
+            )
+            rows = union_rows(rows, extra)
+            if timings is not None:
+                _tick(timings, "centroid_candidates", t)
+        if n2 >= rows.shape[1]:
+            return rows
         assert self._tok_starts is not None
         scores = centroid_scores(st, q.offsets, rows, self._tok_starts, self._cids)
         _, best = top_n(scores, n2, rows)
