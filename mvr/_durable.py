@@ -44,24 +44,23 @@ def writing(path: str | os.PathLike[str], what: str = "write") -> Iterator[None]
         ) from e
 
 
-def fsync_file(path: str | os.PathLike[str]) -> None:
-    """fsync a file that another writer (a library) wrote and closed."""
-    with writing(path, "fsync"):
+def _fsync_path(path: str | os.PathLike[str], what: str) -> None:
+    with writing(path, what):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """fsync a file that another writer (a library) wrote and closed."""
+    _fsync_path(path, "fsync")
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so that renames and new entries in it are durable."""
-    with writing(path, "fsync of the folder"):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync_path(path, "fsync of the folder")
 
 
 def fsync_tree(path: str | os.PathLike[str]) -> None:
