@@ -25,16 +25,18 @@ from indexing._segment import (
     read_lengths,
     record_offsets,
 )
+from mvr._checksum import check_records
 from mvr._index_config import IndexConfig
 from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest
 from mvr._multivectors import MultiVectors
 from mvr._progress import stage_messages
+from mvr._segments import read_checksums
 from mvr.errors import (
     DocumentNotFoundError,
     EncoderMismatchError,
     IndexLockedError,
 )
-from mvr.format import LOCK_NAME, SEGMENTS_DIR, TOKENS_FILE, decode_record
+from mvr.format import LOCK_NAME, SEGMENTS_DIR, TOKENS_FILE, decode_record, record_nbytes
 
 __all__ = ["IndexWriter"]
 
@@ -258,13 +260,21 @@ class IndexWriter:
             fdes = open_fdes(d) if seg.get("has_fdes", True) else None
             cids = read_cids(d, int(seg["tokens"])) if codec is not None else None
             starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            texts = TextReader(d) if seg["has_text"] else None
+            # records and texts are verified as copied: a compaction must not bless damage
+            sums = read_checksums(d, seg["documents"]) if seg.get("has_checksums") else None
+            texts = (TextReader(d, None if sums is None else sums[:, 1])
+                     if seg["has_text"] else None)
             raw: Any = np.memmap(d / TOKENS_FILE, dtype=np.uint8, mode="r") if offs[-1] else None
+            nbytes = np.asarray(record_nbytes(lengths, dim, dtype), np.int64)
             try:
                 for lo in range(0, seg["documents"], bs):
                     rows = [r for r in range(lo, min(lo + bs, seg["documents"])) if not dead[r]]
                     if not rows:
                         continue
+                    if sums is not None and raw is not None:
+                        sel = np.asarray(rows, np.int64)
+                        check_records(raw, offs[sel], nbytes[sel], sums[sel, 0], sel,
+                                      str(d / TOKENS_FILE), ids)
                     coded = None
                     if cids is not None:
                         bcids = np.concatenate([cids[starts[r] : starts[r + 1]] for r in rows])

@@ -94,3 +94,15 @@ def test_an_altered_manifest_value_is_refused(intact: Path, tmp_path: Path) -> N
     (idx / "manifest.json").write_text(json.dumps(m, indent=1))
     with pytest.raises(ChecksumMismatchError, match=r"manifest\.json: manifest_sha256 mismatch"):
         Searcher.open(idx)
+
+
+def test_compaction_refuses_to_copy_a_damaged_record(intact: Path, tmp_path: Path) -> None:
+    from indexing import IndexWriter
+
+    idx = _copy(intact, tmp_path)
+    _flip(idx / "segments" / "seg-000002" / "tokens.bin", 5)
+    before = (idx / "manifest.json").read_bytes()
+    with IndexWriter(idx) as w, pytest.raises(ChecksumMismatchError,
+                                             match=r"seg-000002/tokens\.bin.*row 0 \(id 'doc-120'\)"):
+        w.compact()
+    assert (idx / "manifest.json").read_bytes() == before  # nothing committed

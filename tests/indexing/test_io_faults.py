@@ -71,6 +71,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
     return work, vectors, crash_lib.state(work / "base")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     ("tokens.bin", "write", "ENOSPC", "2+"),
     ("ids.jsonl", "fsync", "EIO", "1+"),
@@ -93,6 +94,7 @@ def test_fault_during_add_names_the_file_and_keeps_the_index(base, tmp_path: Pat
     assert not (idx / "segments" / "seg-000002").exists()  # the failed segment is gone
 
 
+@pytest.mark.slow
 def test_enospc_during_mvr_index_then_resume(base, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mvr.errors import IncompleteIndexError
     from serving import Searcher

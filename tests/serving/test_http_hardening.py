@@ -167,6 +167,7 @@ def _serve(index: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
     raise AssertionError("server did not start:\n" + "".join(lines))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["memory", "mmap", "ssd"])
 def test_fuzzed_requests_to_a_real_server_never_answer_5xx(index: Path, mode: str) -> None:
     import schemathesis
@@ -181,7 +182,7 @@ def test_fuzzed_requests_to_a_real_server_never_answer_5xx(index: Path, mode: st
             strategy = schema[path][method].as_strategy()
 
             @given(case=strategy)
-            @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+            @settings(max_examples=8, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
             def fuzz(case: Any) -> None:
                 case.call_and_validate(checks=[not_a_server_error])

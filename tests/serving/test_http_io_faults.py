@@ -59,6 +59,7 @@ def _serve(index: Path, fault_reads: str) -> tuple[subprocess.Popen[str], int]:
     raise AssertionError("server did not start:\n" + "".join(lines))
 
 
+@pytest.mark.slow
 def test_eio_on_reads_is_503_for_that_request_and_the_server_goes_on(tmp_path: Path) -> None:
     if STRACE is None:
         pytest.skip("strace not installed (make test installs it)")

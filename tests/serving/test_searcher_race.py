@@ -7,10 +7,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 import race_lib  # noqa: E402
 
 
+@pytest.mark.slow
 def test_readers_see_only_committed_snapshots(tmp_path: Path) -> None:
     r = race_lib.run(tmp_path, seconds=6, processes=1, threads=2)
     assert r["failures"] == [], r["failures"][:5]
