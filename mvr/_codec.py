@@ -97,6 +97,13 @@ class TokenCodec:
         qtype = faiss.ScalarQuantizer.QT_4bit if bits == 4 else faiss.ScalarQuantizer.QT_8bit
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFScalarQuantizer(quantizer, d, k, qtype, faiss.METRIC_L2, True)
+        # per-dimension ranges at mean +- 3 std of the residuals, not their min/max: on
+        # PyPI 10k (res4) that cut the squared error 3x (0.0172 -> 0.0059) and raised the
+        # exact top-10 over decoded tokens from 0.947 to 0.960 of float16's; 8 bits keep
+        # min/max (0.997 there; clipping would cost more than the finer step gains)
+        if bits == 4:
+            index.sq.rangestat = faiss.ScalarQuantizer.RS_meanstd
+            index.sq.rangestat_arg = 3.0
         index.cp.seed = seed
         index.cp.niter = niter
         index.cp.min_points_per_centroid = 1

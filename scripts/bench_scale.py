@@ -51,11 +51,13 @@ def _docs(vectors: Path, n: int):
             yield str(ids[r]), np.asarray(mv[i], dtype=np.float32)
 
 
-def child_build(vectors: Path, n: int, out: Path) -> dict:
+def child_build(vectors: Path, n: int, out: Path, config: str = "{}") -> dict:
     import indexing
+    import mvr
 
+    cfg = mvr.IndexConfig.from_dict(json.loads(config)) if json.loads(config) else None
     t = time.perf_counter()
-    m = indexing.build_index(out, _docs(vectors, n), progress=False, overwrite=True)
+    m = indexing.build_index(out, _docs(vectors, n), config=cfg, progress=False, overwrite=True)
     wall = time.perf_counter() - t
     return {"build_s": wall, "docs_per_s": n / wall, "timings": m["build_timings"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -88,12 +90,15 @@ def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Pat
         faiss.omp_set_num_threads(threads)
         s.search(queries[:4], k=10)  # warm-up (numba, faiss)
         for batch in (1, 32):
-            lat, ids = [], []
+            lat, ids, stages = [], [], {}
             for lo in range(0, len(queries), batch):
                 t0 = time.perf_counter()
                 r = s.search(queries[lo : lo + batch], k=10)
                 lat.append((time.perf_counter() - t0) / min(batch, len(queries) - lo))
                 ids += r.ids
+                for key, v in r.timings.items():
+                    stages.setdefault(key, []).append(v)
+            out[f"b{batch}_stage_p50_ms"] = {k: 1e3 * float(np.median(v)) for k, v in stages.items()}
             out[f"b{batch}"] = {"p50_ms": 1e3 * float(np.percentile(lat, 50)),
                                 "p95_ms": 1e3 * float(np.percentile(lat, 95))}
             if batch == 1:
@@ -109,26 +114,105 @@ def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Pat
     return out
 
 
-def child_exhaustive(vectors: Path, n: int, nq: int, out: Path) -> dict:
+def _recall(s, ids: list[list[str]], ref: np.ndarray) -> float:
+    row = {d: i for i, d in enumerate(s.ids)}
+    return float(np.mean([len({row[d] for d in g} & set(ref[i].tolist())) / 10
+                          for i, g in enumerate(ids)]))
+
+
+def child_sweep(index: Path, vectors: Path, nq: int, ref_path: Path, points: str) -> dict:
+    """Recall@10 vs exhaustive and p50/p95 (batch 1, one thread) at each operating point:
+    a JSON list of {candidates, rerank_candidates, centroid_candidates, centroid_nprobe}
+    (search-time settings; the last two replace the index config's for the run)."""
+    import dataclasses
+
+    from threadpoolctl import threadpool_limits
+
     import encoders
-    import mvr
-    from indexing import pool_tokens
+    import serving
 
     _, queries, _, _ = encoders.read_precomputed(vectors / "queries.zarr")
-    q = queries[:nq].astype(np.float32)
+    queries = queries[:nq].astype(np.float32)
+    ref = np.load(ref_path)
+    s = serving.Searcher.open(index, mode="ssd")
+    base_cfg = s.config
+    out = []
+    with threadpool_limits(1):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        for pt in json.loads(points):
+            pt = dict(pt)
+            cfg = {k: pt.pop(k) for k in ("centroid_candidates", "centroid_nprobe") if k in pt}
+            s.config = dataclasses.replace(base_cfg, **cfg)
+            s.search(queries[:4], k=10, **pt)
+            lat, ids, stages = [], [], {}
+            for i in range(len(queries)):
+                t0 = time.perf_counter()
+                r = s.search(queries[i : i + 1], k=10, **pt)
+                lat.append(time.perf_counter() - t0)
+                ids += r.ids
+                for k, v in r.timings.items():
+                    stages.setdefault(k, []).append(v)
+            out.append({**cfg, **pt, "p50_ms": 1e3 * float(np.percentile(lat, 50)),
+                        "p95_ms": 1e3 * float(np.percentile(lat, 95)),
+                        "recall10_vs_exhaustive": _recall(s, ids, ref),
+                        "stage_p50_ms": {k: 1e3 * float(np.median(v)) for k, v in stages.items()}})
+            print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    s.close()
+    return {"points": out}
+
+
+def child_query_encoding(dataset: Path, nq: int) -> dict:
+    """The default encoder's latency per query text (batch 1, one thread and two)."""
+    import torch
+
+    import encoders
+
+    texts = [json.loads(line)["text"] for line in (dataset / "queries.jsonl").open()][:nq]
+    enc = encoders.load("default", progress=False)
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        enc.encode_queries(texts[:4])
+        lat = []
+        for t in texts:
+            t0 = time.perf_counter()
+            enc.encode_queries([t])
+            lat.append(time.perf_counter() - t0)
+        out[f"t{threads}"] = {"p50_ms": 1e3 * float(np.percentile(lat, 50)),
+                              "p95_ms": 1e3 * float(np.percentile(lat, 95))}
+    return out
+
+
+def child_exhaustive(vectors: Path, n: int, nq: int, out: Path) -> dict:
+    """Exact MaxSim of every query against every pooled float16 document: one float32
+    GEMM per block of documents (all queries' tokens x the block's tokens), a segment
+    max per document and a sum per query; the top 10 rows and scores are kept."""
+    import encoders
+    from indexing import pool_tokens
+
+    t = time.perf_counter()
+    _, queries, _, _ = encoders.read_precomputed(vectors / "queries.zarr")
+    q = queries[:nq]
+    qv = np.ascontiguousarray(q.vectors, dtype=np.float32)
+    qo = np.asarray(q.offsets)
     table = encoders._precomputed.PrecomputedTable(vectors / "documents")
     best = np.full((len(q), 0), -np.inf, np.float32)
     rows = np.zeros((len(q), 0), np.int64)
-    for lo in range(0, n, 8192):
-        d = pool_tokens(table.get(np.arange(lo, min(lo + 8192, n))).astype(np.float32),
-                        pool_factor=2).astype(np.float16)
-        sc = mvr.maxsim(q, d)
+    for lo in range(0, n, 16384):
+        d = pool_tokens(table.get(np.arange(lo, min(lo + 16384, n))).astype(np.float32),
+                        pool_factor=2)
+        dv = np.asarray(d.vectors, dtype=np.float16).astype(np.float32)
+        m = np.maximum.reduceat(qv @ dv.T, np.asarray(d.offsets)[:-1], axis=1)
+        sc = np.add.reduceat(m, qo[:-1], axis=0)
         best = np.concatenate([best, sc], 1)
         rows = np.concatenate([rows, np.broadcast_to(np.arange(lo, lo + sc.shape[1]), sc.shape)], 1)
         keep = np.argsort(-best, axis=1, kind="stable")[:, :10]
         best, rows = np.take_along_axis(best, keep, 1), np.take_along_axis(rows, keep, 1)
     np.save(out, rows)
-    return {"exhaustive": str(out)}
+    np.save(out.with_name(out.stem + "-scores.npy"), best)
+    return {"exhaustive": str(out), "seconds": time.perf_counter() - t}
 
 
 def disk_bytes(index: Path) -> dict:
@@ -162,11 +246,23 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--out", type=Path, default=ROOT / "runs/scale")
     ap.add_argument("--child", nargs="+", default=None)
+    ap.add_argument("--config", default="{}",
+                    help="IndexConfig fields as JSON (default: the defaults)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an index already built at OUT/pypi-N.mvr")
+    ap.add_argument("--sweep", default=None,
+                    help="JSON list of search operating points, measured after the defaults")
+    ap.add_argument("--dataset", type=Path, default=Path("/work/shared/data/pypi"),
+                    help="for the query encoding latency (reported separately)")
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
         if kind == "build":
-            res = child_build(Path(rest[0]), int(rest[1]), Path(rest[2]))
+            res = child_build(Path(rest[0]), int(rest[1]), Path(rest[2]), *rest[3:])
+        elif kind == "sweep":
+            res = child_sweep(Path(rest[0]), Path(rest[1]), int(rest[2]), Path(rest[3]), rest[4])
+        elif kind == "query_encoding":
+            res = child_query_encoding(Path(rest[0]), int(rest[1]))
         elif kind == "serve":
             res = child_serve(Path(rest[0]), Path(rest[1]), int(rest[2]), int(rest[3]), Path(rest[4]))
         else:
@@ -175,13 +271,18 @@ def main() -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
+    qenc = run_child("query_encoding", str(args.dataset), "200")
+    print(json.dumps({"query_encoding": qenc}), flush=True)
     for n in args.sizes:
         index = args.out / f"pypi-{n}.mvr"
         ref = args.out / f"exhaustive-{n}-{args.queries}.npy"
         row: dict = {"n": n}
         if not ref.is_file():
             row["exhaustive"] = run_child("exhaustive", str(args.vectors), str(n), str(args.queries), str(ref))
-        row["build"] = run_child("build", str(args.vectors), str(n), str(index))
+        if args.reuse and (index / "manifest.json").is_file():
+            row["build"] = {"reused": True}
+        else:
+            row["build"] = run_child("build", str(args.vectors), str(n), str(index), args.config)
         if "error" in row["build"]:
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -190,6 +291,10 @@ def main() -> None:
         for threads in (1, 2):
             row[f"serve_t{threads}"] = run_child("serve", str(index), str(args.vectors),
                                                   str(args.queries), str(threads), str(ref))
+        if args.sweep:
+            row["sweep"] = run_child("sweep", str(index), str(args.vectors), str(args.queries),
+                                     str(ref), args.sweep)
+        row["query_encoding"] = qenc
         rows.append(row)
         print(json.dumps(row), flush=True)
         (args.out / "scale.json").write_text(json.dumps(rows, indent=1))
@@ -198,6 +303,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, s1, s2 = r.get("build", {}), r.get("serve_t1", {}), r.get("serve_t2", {})
+        if "reused" in b:
+            b = {"build_s": float("nan"), "peak_rss_mb": float("nan")}
         if "error" in b or "error" in s1:
             print(f"| {r['n']} | error: {(b.get('error') or s1.get('error'))[-200:]!r} |")
             continue
