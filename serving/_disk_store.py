@@ -462,22 +462,34 @@ class DiskTokenStore:
         return out
 
     def _read_chunk(self, rows: list[int]) -> dict[int, Any]:
-        """Read and cache ``rows``; row -> array, or the TokenReadError of that row."""
+        """Read and cache ``rows``; row -> array, or the TokenReadError of that row.
+
+        One pread per record, then the chunk's checksums and residual codes are checked
+        and decoded together (one call each, not one per record: for the short records
+        of a large candidate list the per-record calls cost more than the reads).
+        """
         out: dict[int, Any] = {}
         n_ok = got_sum = need_sum = errors = 0
         secs = 0.0
         try:
+            raw: dict[int, np.ndarray] = {}
             for r in rows:
                 try:
-                    arr, got, took = self._read(r)
-                except (TokenReadError, ChecksumMismatchError) as e:
+                    buf, got, took = self._read_raw(r)
+                except TokenReadError as e:
                     out[r] = e
                     errors += 1
                     continue
-                n_ok += 1
+                raw[r] = buf
                 got_sum += got
                 need_sum += int(self._nbytes[r])
                 secs += took
+            for r, e in self._verify_many(raw).items():
+                del raw[r]
+                out[r] = e
+                errors += 1
+            for r, arr in self._decode_many(raw).items():
+                n_ok += 1
                 self.cache.put(r, arr)
                 out[r] = arr
             return out
@@ -490,22 +502,71 @@ class DiskTokenStore:
                 for r in rows:
                     self._inflight.pop(r, None)
 
+    def _verify_many(self, raw: dict[int, np.ndarray]) -> dict[int, Exception]:
+        """Checksum every record in ``raw`` (row -> bytes), a segment at a time; returns
+        row -> ChecksumMismatchError for those that fail (each checked alone on a miss)."""
+        if self._layout is None or not raw:
+            return {}
+        bad: dict[int, Exception] = {}
+        rows = np.array([r for r, b in raw.items() if len(b)], dtype=np.int64)
+        segs = self._file_idx[rows]
+        for seg in np.unique(segs).tolist():
+            part = rows[segs == seg]
+            bufs = [raw[int(r)] for r in part]
+            nbytes = np.array([len(b) for b in bufs], dtype=np.int64)
+            starts = np.zeros(len(bufs), dtype=np.int64)
+            np.cumsum(nbytes[:-1], out=starts[1:])
+            try:
+                self._layout.verify_records(np.concatenate(bufs), part, starts, nbytes, seg,
+                                            self._ids)
+                continue
+            except ChecksumMismatchError:
+                pass
+            for r, b in zip(part.tolist(), bufs, strict=True):
+                try:
+                    self._layout.verify_records(b, np.array([r]), np.zeros(1, np.int64),
+                                                np.array([len(b)]), seg, self._ids)
+                except ChecksumMismatchError as e:
+                    bad[r] = e
+        return bad
+
+    def _decode_many(self, raw: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Decode the records in ``raw`` (row -> exactly the record's bytes)."""
+        if not raw:
+            return {}
+        if self._dtype not in CODED_DTYPES:
+            return {r: self._decode_one(r, b) for r, b in raw.items()}
+        lay = self._layout
+        if lay is None or lay.codec is None:
+            raise ConfigError(f"a {self._dtype} table needs the index's token codec")
+        rows = np.fromiter(raw, dtype=np.int64, count=len(raw))
+        codes = np.concatenate([raw[int(r)] for r in rows]).reshape(-1, lay.codec.code_size)
+        flat = lay.decode_rows(rows, codes)
+        lens = self._lengths[rows]
+        ends = np.cumsum(lens)
+        return {int(r): flat[e - n : e] for r, n, e in zip(rows.tolist(), lens.tolist(),
+                                                            ends.tolist(), strict=True)}
+
+    def _decode_one(self, row: int, buf: np.ndarray) -> np.ndarray:
+        n = int(self._lengths[row])
+        if self._dtype == "float16":
+            return buf.view("<f2").reshape(n, self._dim)
+        f = self._files[int(self._file_idx[row])]
+        return decode_record(buf, n, self._dim, self._dtype, what=self._what(row, f.path))
+
     def _what(self, row: int, path: Path) -> str:
         doc = f"document row {row}"
         if self._ids is not None:
             doc += f" (id {self._ids[row]!r})"
         return f"{doc} in {path}"
 
-    def _read(self, row: int) -> tuple[np.ndarray, int, float]:
-        """One record: one (aligned) pread, decoded; returns (array, bytes read, seconds).
-
-        Raises TokenReadError naming the document and the file.
-        """
+    def _read_raw(self, row: int) -> tuple[np.ndarray, int, float]:
+        """One record's bytes: one (aligned) pread; returns (exactly the record's bytes,
+        bytes read, seconds). Raises TokenReadError naming the document and the file."""
         f = self._files[int(self._file_idx[row])]
-        off, need, n = int(self._offsets[row]), int(self._nbytes[row]), int(self._lengths[row])
+        off, need = int(self._offsets[row]), int(self._nbytes[row])
         if need == 0:
-            dt = np.float16 if self._dtype == "float16" else np.float32
-            return np.zeros((0, self._dim), dt), 0, 0.0
+            return np.zeros(0, np.uint8), 0, 0.0
         t0 = time.perf_counter()
         try:
             buf, got = self._pread(f, off, need)
@@ -520,19 +581,7 @@ class DiskTokenStore:
                 f"{self._what(row, f.path)}: short read at offset {off}: expected {need} bytes, "
                 f"got {len(buf)} (file truncated?)"
             )
-        if self._layout is not None:  # raises ChecksumMismatchError naming the file
-            self._layout.verify_records(buf, np.array([row]), np.zeros(1, np.int64),
-                                        np.array([need]), int(self._file_idx[row]), self._ids)
-        if self._dtype == "float16":
-            return buf[:need].view("<f2").reshape(n, self._dim), got, took
-        if self._dtype in CODED_DTYPES:
-            lay = self._layout
-            if lay is None or lay.codec is None:
-                raise ConfigError(f"a {self._dtype} table needs the index's token codec")
-            lo = int(lay.tok_starts[row])
-            return decode_record(buf, n, self._dim, self._dtype, what=self._what(row, f.path),
-                                 codec=lay.codec, cids=lay.cids[lo : lo + n]), got, took
-        return decode_record(buf, n, self._dim, self._dtype), got, took
+        return buf[:need], got, took
 
     def _pread(self, f: _File, off: int, need: int) -> tuple[np.ndarray, int]:
         """Read ``need`` bytes at ``off``; returns (buffer holding what was read, bytes read)."""
