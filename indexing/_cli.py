@@ -29,6 +29,14 @@ def index_command(
     limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,
     progress: Annotated[bool, typer.Option(
         help="One progress bar (documents/s, ETA); --no-progress: none at all")] = True,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", flag_value="local", metavar="[ADDRESS]",
+        help="Build on Ray (mvr[distributed]): a cluster ADDRESS ('auto', 'HOST:6379', "
+             "'ray://HOST:10001'), or bare --ray for a local one")] = None,
+    workers: Annotated[int, typer.Option(help="--ray: encoder actors")] = 2,
+    num_gpus: Annotated[float, typer.Option(help="--ray: GPUs per encoder actor")] = 0.0,
+    num_cpus: Annotated[float, typer.Option(help="--ray: CPUs per encoder actor")] = 1.0,
+    segment_size: Annotated[int, typer.Option(help="--ray: documents per segment")] = 50_000,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -36,14 +44,23 @@ def index_command(
 
     Example: mvr index ../shared/data/scifact/corpus.jsonl.gz --out scifact.mvr --pool-factor 2
     """
+    cluster = None
+    if ray is not None:
+        from indexing._distributed import DistributedConfig
+
+        cluster = DistributedConfig(
+            address=None if ray == "local" else ray, concurrency=workers, num_gpus=num_gpus,
+            num_cpus=num_cpus, segment_size=segment_size, device=device,
+        )
     with console_logging(verbose, quiet):
         _index(corpus, out, resume, overwrite, encoder, device, pool_factor, first_stage,
-               table_dtype, batch_size, store_text, limit, progress and not quiet)
+               table_dtype, batch_size, store_text, limit, progress and not quiet, cluster)
 
 
 def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
            device: str | None, pool_factor: int, first_stage: str, table_dtype: str,
-           batch_size: int, store_text: bool, limit: int | None, progress: bool) -> None:
+           batch_size: int, store_text: bool, limit: int | None, progress: bool,
+           cluster: object = None) -> None:
     import itertools
 
     from mvr import FirstStageConfig, IndexConfig, PoolingConfig
@@ -58,15 +75,25 @@ def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
             first_stage=FirstStageConfig(kind=first_stage), table_dtype=table_dtype,
             batch_size=batch_size, store_text=store_text,
         )
-        enc, documents = _open_corpus(corpus, encoder, device, limit)
+        if cluster is not None:  # the actors load the encoder: here only the documents
+            enc, documents = _distributed_corpus(corpus, encoder, limit)
+        else:
+            enc, documents = _open_corpus(corpus, encoder, device, limit)
         if limit is not None and not hasattr(documents, "__len__"):
             documents = itertools.islice(documents, limit)
         from indexing._build import build_index
         from mvr._progress import summarised_warnings
 
         with summarised_warnings("encoders"):  # logged once, after the bar
-            manifest = build_index(out, documents, enc, config, resume=resume,
-                                   progress=progress, overwrite=overwrite)
+            if cluster is not None:
+                from indexing._distributed import build_index_distributed
+
+                manifest = build_index_distributed(
+                    out, documents, enc, config, cluster=cluster,  # type: ignore[arg-type]
+                    resume=resume, progress=progress, overwrite=overwrite)
+            else:
+                manifest = build_index(out, documents, enc, config, resume=resume,
+                                       progress=progress, overwrite=overwrite)
     except MVRError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
@@ -76,6 +103,20 @@ def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
         f"indexed {c['documents']} documents ({c['tokens']} pooled tokens) into {out} in "
         f"{t['total']:.1f} s; first stage: {[s['first_stage'] for s in manifest['segments']]}"
     )
+
+
+def _distributed_corpus(corpus: Path, encoder: str, limit: int | None):  # type: ignore[no-untyped-def]
+    """(encoder spec for the actors, documents) for ``--ray``: the driver never loads a model."""
+    from encoders._precomputed import is_precomputed
+
+    if is_precomputed(corpus):
+        import encoders
+        from indexing._precomputed_docs import PrecomputedDocuments
+
+        return str(corpus), PrecomputedDocuments(encoders.load(str(corpus)), limit=limit)
+    from indexing.corpus import read_corpus
+
+    return encoder, read_corpus(corpus, metadata=True)
 
 
 def _open_corpus(corpus: Path, encoder: str, device: str | None, limit: int | None):  # type: ignore[no-untyped-def]

@@ -1,0 +1,197 @@
+"""Distributed build on a real local Ray cluster (loopback, 2 CPUs): the index equals the
+single-machine build's, byte for byte once its segments are concatenated; a SIGKILLed
+encoder actor is retried and the committed index is the same; a rerun skips the
+segments that verify and rebuilds the one that does not."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+# Ray's own processes outlive its Popen objects (they are reaped by the raylet): not ours
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::ResourceWarning",
+                               "ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from index_testlib import (  # noqa: E402
+    DIM,
+    HashEncoder,
+    brute_maxsim,
+    clustered_docs,
+    queries_like,
+    small_config,
+)
+from ray_testlib import init_local_ray  # noqa: E402
+
+import mvr  # noqa: E402
+from indexing import build_index  # noqa: E402
+from indexing._distributed import DistributedConfig, build_index_distributed  # noqa: E402
+from mvr.format import SEGMENTS_DIR  # noqa: E402
+
+WORDS = [f"w{i}" for i in range(60)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():  # type: ignore[no-untyped-def]
+    init_local_ray(2, extra_pythonpath=[str(Path(__file__).parent)])
+    yield
+    ray.shutdown()
+
+
+def text_docs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    return [(f"d{i}", " ".join(rng.choice(WORDS, size=int(rng.integers(1, 10)))))
+            for i in range(n)]
+
+
+def config(**kw):  # type: ignore[no-untyped-def]
+    # res4 table + codec + centroid ids: every globally trained part is exercised
+    return small_config(batch_size=32, table_dtype="res4", codec_train_tokens=400,
+                        codec_centroids=16, default_rerank=20, **kw)
+
+
+def concat(root: Path, manifest: dict, name: str) -> bytes:
+    return b"".join((root / SEGMENTS_DIR / s["name"] / name).read_bytes()
+                    for s in manifest["segments"])
+
+
+def assert_same_index(a: Path, ma: dict, b: Path, mb: dict) -> None:
+    """Same documents, same codec, same coded tokens, in the same order."""
+    assert ma["counts"] == mb["counts"] and ma["config"] == mb["config"]
+    assert (a / ma["codec"]).read_bytes() == (b / mb["codec"]).read_bytes()
+    for name in ("ids.jsonl", "lengths.bin", "tokens.bin", "cids.bin"):
+        assert concat(a, ma, name) == concat(b, mb, name), name
+
+
+def test_vectors_build_equals_single_build(tmp_path: Path) -> None:
+    docs = clustered_docs(300, seed=3)
+    single = build_index(tmp_path / "one", docs, config=config(), progress=False)
+    dist = build_index_distributed(
+        tmp_path / "dist", docs, encoder=None, config=config(), progress=False,
+        cluster=DistributedConfig(concurrency=2, segment_size=64),
+    )
+    assert [s["documents"] for s in dist["segments"]] == [64, 64, 64, 64, 44]
+    assert dist["distributed"] == {"segments": 5, "built": 5, "skipped": 0}
+    assert_same_index(tmp_path / "one", single, tmp_path / "dist", dist)
+    q = queries_like(docs, 20, seed=5)
+    with mvr.open_index(tmp_path / "one") as s1, mvr.open_index(tmp_path / "dist") as s2:
+        r1, r2 = s1.search(q, k=10), s2.search(q, k=10)
+        assert r1.ids == r2.ids
+        for x, y in zip(r1.scores, r2.scores, strict=True):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+        # and both are right: exhaustive MaxSim over the stored tokens vs brute force
+        ref = brute_maxsim(q, [s2.store.get(np.array([r]))[0] for r in range(300)])
+        ex = s2.exhaustive(q, k=5)
+        for i in range(len(q)):
+            np.testing.assert_allclose(ex.scores[i], np.sort(ref[i])[::-1][:5], atol=2e-3)
+
+
+def test_text_build_equals_single_build(tmp_path: Path) -> None:
+    docs = text_docs(200)
+    enc = HashEncoder(DIM)
+    single = build_index(tmp_path / "one", docs, enc, config(), progress=False)
+    dist = build_index_distributed(tmp_path / "dist", docs, encoder=enc, config=config(),
+                                   progress=False, cluster=DistributedConfig(segment_size=64))
+    assert dist["encoder"] == single["encoder"] and len(dist["segments"]) == 4
+    assert_same_index(tmp_path / "one", single, tmp_path / "dist", dist)
+    queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 45, 3)]
+    with mvr.open_index(tmp_path / "one", encoder=enc) as s1, \
+            mvr.open_index(tmp_path / "dist", encoder=enc) as s2:
+        r1, r2 = s1.search(queries, k=10), s2.search(queries, k=10)
+        assert s1.get_texts(["d7"]) == s2.get_texts(["d7"]) == [docs[7][1]]
+    assert r1.ids == r2.ids
+    for x, y in zip(r1.scores, r2.scores, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+class KillOnceEncoder(HashEncoder):
+    """SIGKILLs its own worker process the first time it sees ``trigger`` (a real kill:
+    no cleanup, no exception), after writing its pid to ``marker``."""
+
+    def __init__(self, marker: str, trigger: str) -> None:
+        super().__init__(DIM)
+        self.marker, self.trigger = marker, trigger
+
+    def encode_documents(self, texts):  # type: ignore[no-untyped-def]
+        if self.trigger in texts and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode_documents(texts)
+
+
+class FailingEncoder(HashEncoder):
+    """Raises on ``trigger``; logs the first text of every call to ``log``."""
+
+    def __init__(self, log: str, trigger: str | None) -> None:
+        super().__init__(DIM)
+        self.log, self.trigger = log, trigger
+
+    def encode_documents(self, texts):  # type: ignore[no-untyped-def]
+        with open(self.log, "a") as f:
+            f.write(texts[0] + "\n")
+        if self.trigger is not None and self.trigger in texts:
+            raise RuntimeError("encoder failed on purpose")
+        return super().encode_documents(texts)
+
+
+def test_killed_actor_is_retried_and_index_is_the_same(tmp_path: Path) -> None:
+    docs = text_docs(200, seed=1)
+    docs[110] = ("d110", "kill here please")  # part 1 (64 docs a part), its second batch
+    cluster = DistributedConfig(concurrency=2, segment_size=64)
+    ref = build_index_distributed(tmp_path / "ref", docs, encoder=HashEncoder(DIM),
+                                  config=config(), progress=False, cluster=cluster)
+    marker = tmp_path / "killed.pid"
+    enc = KillOnceEncoder(str(marker), "kill here please")
+    got = build_index_distributed(tmp_path / "dist", docs, encoder=enc, config=config(),
+                                  progress=False, cluster=cluster)
+    pid = int(marker.read_text())  # the kill happened, in another process
+    assert pid != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert got["files"] == ref["files"]  # every file's size and SHA-256
+    assert got["segments"] == ref["segments"]
+
+
+def test_resume_skips_verified_segments(tmp_path: Path) -> None:
+    docs = text_docs(200, seed=2)
+    docs[196] = ("d196", "fail here please")  # part 3 (documents 192-199)
+    cluster = DistributedConfig(concurrency=1, segment_size=64)
+    ref = build_index_distributed(tmp_path / "ref", docs, encoder=HashEncoder(DIM),
+                                  config=config(), progress=False, cluster=cluster)
+    out = tmp_path / "dist"
+    log = tmp_path / "calls.log"
+    with pytest.raises(Exception, match="encoder failed on purpose"):
+        build_index_distributed(out, docs, encoder=FailingEncoder(str(log), "fail here please"),
+                                config=config(), progress=False, cluster=cluster)
+    with pytest.raises(mvr.errors.IncompleteIndexError):
+        mvr.open_index(out)
+    done = sorted(int(p.parent.name[-5:]) for p in (out / ".build" / "tasks").glob("*/done.json"))
+    assert done and 3 not in done  # parts finished before the failure; never the failed one
+    damaged = done[0]
+    bad = out / SEGMENTS_DIR / f"seg-000001-{damaged:05d}" / "tokens.bin"  # damage a done one
+    raw = bytearray(bad.read_bytes())
+    raw[0] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    log.unlink()
+    got = build_index_distributed(out, docs, encoder=FailingEncoder(str(log), None),
+                                  config=config(), resume=True, progress=False, cluster=cluster)
+    skipped = [p for p in done if p != damaged]
+    assert got["distributed"] == {"segments": 4, "built": 4 - len(skipped),
+                                  "skipped": len(skipped)}
+    firsts = set(log.read_text().splitlines())
+    for p in range(4):  # the first text of each part's first batch: encoded again or not
+        assert (docs[64 * p][1] in firsts) == (p not in skipped), p
+    assert got["files"] == ref["files"]
+    with mvr.open_index(out, encoder=HashEncoder(DIM)) as s:
+        assert s.num_documents == 200
