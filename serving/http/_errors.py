@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mvr import errors
+from serving._sharded import ShardUnavailableError
 
 __all__ = [
     "LimitExceededError",
@@ -61,6 +62,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (UnauthorizedError, 401),
     (QueueFullError, 503),
     (ShuttingDownError, 503),
+    (ShardUnavailableError, 503),  # a shard of a sharded searcher did not answer
     (errors.DocumentNotFoundError, 404),
     (errors.IndexNotFoundError, 503),
     (errors.ModelFileNotFoundError, 503),
@@ -106,7 +108,7 @@ def error_body(exc: BaseException) -> dict:
 async def _mvr_error(request: Request, exc: Exception) -> JSONResponse:
     code = status_for(exc)
     headers = None
-    if isinstance(exc, QueueFullError | ShuttingDownError):
+    if isinstance(exc, QueueFullError | ShuttingDownError | ShardUnavailableError):
         headers = {"Retry-After": str(exc.retry_after_s)}
     elif isinstance(exc, UnauthorizedError):
         headers = {"WWW-Authenticate": 'APIKey header="X-API-Key"'}

@@ -1,0 +1,455 @@
+"""Sharded search: K shards over disjoint runs of segments, merged into exactly the
+single-process answer.
+
+A :class:`ShardSearcher` opens one snapshot's segments ``[a, b)`` (its first stages,
+centroid ids and token table) and answers in *global* rows (``row + base``, the rows
+a :class:`~serving.Searcher` over the whole index uses). :class:`ShardedSearcher`
+holds no index data: it encodes the query once and runs the single-process search
+path as two fan-outs::
+
+    1. every shard: first stage top-N (and the approximate MaxSim of those N)
+       merge -> the global top-N (``merge_top_n``: score, then lower row), then its
+          best ``rerank_candidates`` by approximate score (``top_n``), as the searcher
+    2. each shard: exact MaxSim of its rows among them
+       merge -> top-k (``top_n`` over the candidates in the same order)
+
+Every score is a function of the query and one document, and every cut keeps the
+same total order (score, then row), so the result equals ``Searcher.search`` on the
+whole index: ids, and scores up to float rounding. A shard that fails answers
+:class:`ShardUnavailableError` (503), or with ``partial_results=True`` the others'
+merge, flagged ``partial`` with the missing shards listed. Transport-agnostic: shards
+are objects with these methods, local here, Ray Serve handles in :mod:`serving._ray_serve`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvr._index_config import IndexConfig
+from mvr._manifest import read_manifest
+from mvr._multivectors import MultiVectors
+from mvr._protocols import SearchResults
+from mvr.errors import ConfigError, DocumentNotFoundError, MVRError
+from serving._first_stage import merge_top_n, top_n
+from serving._stages import check_k
+
+__all__ = [
+    "ShardUnavailableError", "ShardedResults", "ShardSearcher", "ShardedSearcher",
+    "assign_shards", "open_local_shards",
+]
+
+
+class ShardUnavailableError(MVRError, RuntimeError):
+    """A shard did not answer; nothing partial is presented as complete (HTTP 503)."""
+
+    retry_after_s = 1
+
+    def __init__(self, shards: list[int], reason: str) -> None:
+        super().__init__(f"shard(s) {shards} unavailable ({reason}); retry, or ask "
+                         "partial_results=true for the other shards' results")
+        self.shards = shards
+
+
+@dataclass(frozen=True)
+class ShardedResults(SearchResults):
+    """Search results, with ``partial`` set when shards were missing from the merge."""
+
+    partial: bool = False
+    missing_shards: list[int] = field(default_factory=list)
+
+
+def assign_shards(manifest: dict[str, Any], k: int) -> list[tuple[int, int]]:
+    """Split the manifest's segments into ``k`` runs ``[a, b)`` of consecutive segments,
+    about equal in documents (each at least one segment)."""
+    segs = manifest["segments"]
+    if not isinstance(k, int) or k < 1 or k > len(segs):
+        raise ConfigError(
+            f"shards: expected 1 <= K <= {len(segs)} (the index's segments), got {k!r}; an "
+            "index built with `mvr index --ray` has one segment per --segment-size documents"
+        )
+    docs = np.cumsum([s["documents"] for s in segs])
+    cuts = [0]
+    for i in range(1, k):
+        target = docs[-1] * i / k
+        cut = int(np.searchsorted(docs, target) + 1)
+        cuts.append(min(max(cut, cuts[-1] + 1), len(segs) - (k - i)))
+    cuts.append(len(segs))
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _sub_manifest(manifest: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    """The snapshot restricted to segments ``[a, b)`` (tombstones applied afterwards)."""
+    segs = manifest["segments"][a:b]
+    prefixes = tuple(f"segments/{s['name']}/" for s in segs)
+    files = {k: v for k, v in manifest["files"].items()
+             if k.startswith(prefixes) or k == manifest.get("codec")}
+    return {**manifest, "segments": segs, "files": files, "tombstones": None}
+
+
+class ShardSearcher:
+    """Segments ``[a, b)`` of one index snapshot, answering in global rows."""
+
+    def __init__(self, path: str | Path, manifest: dict[str, Any], span: tuple[int, int],
+                 shard: int = 0, *, mode: str = "memory", **store_options: Any) -> None:
+        from serving._searcher import Searcher
+
+        a, b = span
+        self.shard, self.span = shard, (a, b)
+        self.base = int(sum(s["documents"] for s in manifest["segments"][:a]))
+        self.searcher = Searcher._open_snapshot(
+            Path(path), _sub_manifest(manifest, a, b), None, mode, None, store_options)
+        self._apply_tombstones(Path(path), manifest)
+
+    def _apply_tombstones(self, root: Path, manifest: dict[str, Any]) -> None:
+        if manifest["tombstones"] is None:
+            return
+        from mvr._json_files import read_tombstones
+
+        s = self.searcher
+        docs = {seg["name"]: int(seg["documents"]) for seg in manifest["segments"]}
+        dead = read_tombstones(root / manifest["tombstones"], docs)
+        for i, seg in enumerate(s.manifest["segments"]):
+            rows = np.asarray(dead.get(seg["name"], []), dtype=np.int64)
+            s.allowed[s._seg_starts[i] + rows] = False
+        s._id_to_row = {s.ids[r]: r for r in np.flatnonzero(s.allowed).tolist()}
+        s._live_rows = np.flatnonzero(s.allowed)
+        s._filter = None if s.allowed.all() else s.allowed
+
+    # ------------------------------------------------------------------ the two phases
+    def first(self, qf: np.ndarray, q: MultiVectors, n: int, approx: bool) -> dict[str, Any]:
+        """First-stage top ``n`` (global rows, -1 pads) and, when ``approx``, the
+        approximate MaxSim of each of them (-inf for pads)."""
+        s = self.searcher
+        scores, rows = s._first_stage(qf, n)
+        out: dict[str, Any] = {"scores": scores, "rows": np.where(rows >= 0, rows + self.base, -1),
+                               "approx": None}
+        if approx and s._cids is not None and s.codec is not None:
+            from mvr._approx import centroid_scores, query_centroid_similarities
+
+            st = query_centroid_similarities(q.vectors, s.codec.centroids)
+            a = np.asarray(centroid_scores(st, q.offsets, rows, s._tok_starts, s._cids),
+                           dtype=np.float32)
+            out["approx"] = np.where(rows >= 0, a, -np.inf).astype(np.float32)
+        return out
+
+    def exact(self, q: MultiVectors, rows: np.ndarray) -> dict[str, Any]:
+        """Exact MaxSim of each query against its global ``rows`` of this shard (shape
+        (n_q, m), -1 pads): scores (-inf for pads) and the rows' ids."""
+        s = self.searcher
+        local = np.where(rows >= 0, rows - self.base, -1)
+        valid = local >= 0
+        flat = local[valid]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(valid.sum(axis=1), out=offsets[1:])
+        scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+        if flat.size:
+            scores[valid] = s._score(q, s._fetch(flat), offsets)
+        return {"scores": scores, "ids": [s.ids[r] for r in flat.tolist()]}
+
+    def ids_of(self, rows: np.ndarray) -> list[str]:
+        return [self.searcher.ids[int(r) - self.base] for r in rows]
+
+    def rows_of(self, ids: list[str]) -> dict[str, int]:
+        """Global rows of the live ``ids`` this shard holds."""
+        m = self.searcher._id_to_row
+        return {d: m[d] + self.base for d in ids if d in m}
+
+    def texts(self, ids: list[str]) -> dict[str, str | None]:
+        held = [d for d in ids if d in self.searcher._id_to_row]
+        return dict(zip(held, self.searcher.get_texts(held), strict=True))
+
+    def stats(self) -> dict[str, Any]:
+        s = self.searcher
+        return {"shard": self.shard, "segments": [g["name"] for g in s.manifest["segments"]],
+                "documents": s.num_documents, "base_row": self.base,
+                "first_stage": s.first_stage.kinds, "store": s.store.stats()
+                if hasattr(s.store, "stats") else {}, "counters": dict(s._stats)}
+
+    def close(self) -> None:
+        self.searcher.close()
+
+
+def _call(shards: list[Any], indices: list[int], method: str, args: list[tuple[Any, ...]],
+          timeout_s: float) -> tuple[dict[int, Any], dict[int, str]]:
+    """``shards[i].<method>(*args[j])`` for each i (concurrently when the shard gives
+    ``submit``); returns answers and failures by shard."""
+    pending = {}
+    failed: dict[int, str] = {}
+    for i, a in zip(indices, args, strict=True):
+        try:
+            if hasattr(shards[i], "submit"):
+                pending[i] = shards[i].submit(method, *a)
+            else:
+                pending[i] = getattr(shards[i], method)(*a)
+        except Exception as e:  # a shard's fault, reported per shard
+            failed[i] = f"{type(e).__name__}: {e}"
+    answers = {}
+    for i, p in pending.items():
+        try:
+            answers[i] = shards[i].result(p, timeout_s) if hasattr(shards[i], "submit") else p
+        except Exception as e:
+            failed[i] = f"{type(e).__name__}: {e}"
+    return answers, failed
+
+
+class ShardedSearcher:
+    """The ingress: the :class:`~serving.Searcher` API the HTTP app uses, over shards.
+
+    Parameters
+    ----------
+    path : str or Path
+        The index (its manifest: config, encoder, the snapshot the shards open).
+    spans : list of (a, b)
+        The segments of each shard (:func:`assign_shards`).
+    shards : list
+        One object per shard with :class:`ShardSearcher`'s methods (or ``submit`` /
+        ``result`` to call them remotely).
+    manifest : dict, optional
+        The snapshot (default: read now); the shards must serve the same one.
+    timeout_s : float
+        How long a shard may take to answer before it counts as down.
+    """
+
+    supports_partial = True
+
+    def __init__(self, path: str | Path, shards: list[Any], spans: list[tuple[int, int]], *,
+                 manifest: dict | None = None, encoder: Any = None,
+                 timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.manifest = manifest if manifest is not None else read_manifest(self.path)
+        segs = self.manifest["segments"]
+        self._bases = np.asarray([sum(s["documents"] for s in segs[:a]) for a, _ in spans],
+                                 dtype=np.int64)
+        self.config = IndexConfig.from_dict(self.manifest["config"])
+        assert self.config.fde is not None
+        if getattr(self.config, "centroid_candidates", 0) and self.manifest.get("codec"):
+            # the searcher's candidates from centroid inverted lists are not merged here yet:
+            # refuse rather than answer differently from the single process
+            raise ConfigError(
+                "sharded search: centroid_candidates > 0 (candidates from centroid inverted "
+                "lists) is not implemented across shards yet; serve with one process"
+            )
+        self._query_fde_config = dataclasses.replace(self.config.fde,
+                                                     fill_empty_partitions=False)
+        self.shards = shards
+        self.timeout_s = timeout_s
+        self._encoder = encoder
+        self.mode = "sharded"
+
+    # ------------------------------------------------------------------ Searcher API
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def num_documents(self) -> int:
+        c = self.manifest["counts"]
+        return int(c["documents"] - c.get("deleted", 0))
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from encoders._source import load_index_encoder
+
+            if self.manifest["encoder"] is None:
+                raise ConfigError(f"{self.path}: built from vectors without an encoder; search "
+                                  "with vectors")
+            self._encoder = load_index_encoder(self.manifest["encoder"],
+                                               self.manifest.get("encoder_source"),
+                                               where=f"index {self.path}")
+        return self._encoder
+
+    def _queries(self, queries: Any) -> MultiVectors:
+        if isinstance(queries, str):
+            queries = [queries]
+        if isinstance(queries, MultiVectors):
+            q = queries
+        elif isinstance(queries, list) and queries and all(isinstance(x, str) for x in queries):
+            q = self.encoder.encode_queries(queries)
+        else:
+            from mvr._multivectors import as_multivectors
+
+            q = as_multivectors(queries, dim=self.dim, name="queries")
+        if q.dim != self.dim:
+            from mvr.errors import DimensionMismatchError
+
+            raise DimensionMismatchError(f"queries: expected dim {self.dim}, got {q.dim}")
+        q.require_nonempty("query")
+        return q.astype(np.float32)
+
+    def _fan(self, method: str, args: list[tuple[Any, ...]], indices: list[int],
+             partial: bool, missing: set[int]) -> dict[int, Any]:
+        answers, failed = _call(self.shards, indices, method, args, self.timeout_s)
+        if failed and not partial:
+            raise ShardUnavailableError(sorted(failed), "; ".join(
+                f"shard {i}: {m}" for i, m in sorted(failed.items())))
+        missing.update(failed)
+        return answers
+
+    def search(self, queries: Any, *, k: int = 10, candidates: int | None = None,
+               rerank: bool = True, rerank_candidates: int | None = None, filter: Any = None,
+               hybrid: Any = None, partial_results: bool = False) -> ShardedResults:
+        """:meth:`serving.Searcher.search` over the shards (filters and hybrid fusion are
+        not sharded yet: ConfigError)."""
+        if filter is not None or (hybrid is not None and hybrid is not False):
+            raise ConfigError("filter / hybrid: not supported by the sharded server yet; serve "
+                              "the index with one process (mvr serve without --ray)")
+        check_k(k, "k")
+        n = self.config.default_candidates if candidates is None else candidates
+        check_k(n, "candidates")
+        n = max(n, k)
+        n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
+        check_k(n2, "rerank_candidates")
+        n2 = min(max(n2, k), n)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        q = self._queries(queries)
+        from mvr._fde import encode_query_fdes
+
+        qf = np.asarray(encode_query_fdes(q, self._query_fde_config), np.float32)
+        t = _tick(timings, "encode", t)
+        missing: set[int] = set()
+        everyone = list(range(len(self.shards)))
+        use_approx = rerank and n2 < n
+        got = self._fan("first", [(qf, q, n if rerank else k, use_approx)] * len(everyone),
+                        everyone, partial_results, missing)
+        t = _tick(timings, "first_stage", t)
+        if not got:
+            raise ShardUnavailableError(sorted(missing), "no shard answered")
+        order = sorted(got)
+        fs_s, fs_r = merge_top_n([(got[i]["scores"], got[i]["rows"]) for i in order],
+                                 n if rerank else k)
+        if not rerank:
+            return self._first_stage_results(fs_s, fs_r, k, timings, missing)
+        rows = fs_r
+        if use_approx and all(got[i]["approx"] is not None for i in order) \
+                and n2 < fs_r.shape[1]:
+            approx = self._gather(fs_r, {i: (got[i]["rows"], got[i]["approx"]) for i in order})
+            _, rows = top_n(approx, n2, fs_r)
+        t = _tick(timings, "approx", t)
+        res = self._exact(q, rows, k, partial_results, missing, timings)
+        _tick(timings, "rerank", t)
+        return res
+
+    @staticmethod
+    def _gather(rows: np.ndarray, parts: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The values the shards gave for ``rows`` (shape (n_q, m)); -inf for pads."""
+        out = np.full(rows.shape, -np.inf, dtype=np.float32)
+        for qi in range(rows.shape[0]):
+            lookup: dict[int, float] = {}
+            for r, v in parts.values():
+                lookup.update(zip(r[qi].tolist(), v[qi].tolist(), strict=True))
+            for j, r in enumerate(rows[qi].tolist()):
+                if r >= 0:
+                    out[qi, j] = lookup[r]
+        return out
+
+    def _owner(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._bases, rows, side="right") - 1
+
+    def _exact(self, q: MultiVectors, rows: np.ndarray, k: int, partial: bool,
+               missing: set[int], timings: dict[str, float]) -> ShardedResults:
+        owner = np.where(rows >= 0, self._owner(np.maximum(rows, 0)), -1)
+        want = sorted({int(o) for o in owner[owner >= 0].tolist()} - missing)
+        args = [(q, np.where(owner == i, rows, -1)) for i in want]
+        got = self._fan("exact", args, want, partial, missing)
+        scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+        names: dict[int, str] = {}
+        for i, ans in got.items():
+            mask = owner == i
+            scores[mask] = ans["scores"][mask]
+            names.update(zip(rows[mask].tolist(), ans["ids"], strict=True))
+        keep = np.isfinite(scores)
+        s, r = top_n(np.where(keep, scores, -np.inf), k, np.where(keep, rows, -1))
+        ids = [[names[x] for x in row[row >= 0].tolist()] for row in r]
+        out = [si[ri >= 0] for si, ri in zip(s, r, strict=True)]
+        return ShardedResults(ids=ids, scores=out, timings=timings, partial=bool(missing),
+                              missing_shards=sorted(missing))
+
+    def _first_stage_results(self, s: np.ndarray, r: np.ndarray, k: int,
+                             timings: dict[str, float], missing: set[int]) -> ShardedResults:
+        owner = np.where(r >= 0, self._owner(np.maximum(r, 0)), -1)
+        names: dict[int, str] = {}
+        for i in sorted({int(o) for o in owner[owner >= 0].tolist()}):
+            rows = r[owner == i]
+            ans, failed = _call(self.shards, [i], "ids_of", [(rows,)], self.timeout_s)
+            if failed:
+                raise ShardUnavailableError([i], failed[i])
+            names.update(zip(rows.tolist(), ans[i], strict=True))
+        ids = [[names[x] for x in row[row >= 0].tolist()] for row in r]
+        return ShardedResults(ids=ids, scores=[si[ri >= 0] for si, ri in zip(s, r, strict=True)],
+                              timings=timings, partial=bool(missing), missing_shards=sorted(missing))
+
+    def rerank(self, queries: Any, doc_ids: list[list[str]], *, k: int | None = None
+               ) -> ShardedResults:
+        """Exact MaxSim against given ids (every shard is asked which it holds)."""
+        q = self._queries(queries)
+        if len(doc_ids) != len(q):
+            raise ConfigError(f"doc_ids: expected one list per query ({len(q)}), got {len(doc_ids)}")
+        wanted = sorted({d for ds in doc_ids for d in ds})
+        everyone = list(range(len(self.shards)))
+        got = self._fan("rows_of", [(wanted,)] * len(everyone), everyone, False, set())
+        row_of = {d: r for ans in got.values() for d, r in ans.items()}
+        missing_ids = [d for d in wanted if d not in row_of]
+        if missing_ids:
+            raise DocumentNotFoundError(
+                f"{len(missing_ids)} document id(s) not in the index (or deleted): "
+                f"{missing_ids[:20]}")
+        width = max((len(ds) for ds in doc_ids), default=0)
+        rows = np.full((len(q), max(width, 1)), -1, dtype=np.int64)
+        for i, ds in enumerate(doc_ids):
+            rows[i, : len(ds)] = [row_of[d] for d in ds]
+        return self._exact(q, rows, width if k is None else k, False, set(), {})
+
+    def get_texts(self, ids: list[str]) -> list[str | None]:
+        everyone = list(range(len(self.shards)))
+        got = self._fan("texts", [(list(ids),)] * len(everyone), everyone, False, set())
+        held = {d: t for ans in got.values() for d, t in ans.items()}
+        missing = [d for d in ids if d not in held]
+        if missing:
+            raise DocumentNotFoundError(
+                f"{len(missing)} document id(s) not in the index (or deleted): {missing[:20]}")
+        return [held[d] for d in ids]
+
+    def stats(self) -> dict[str, Any]:
+        """Per-shard health: ``ok`` with the shard's counters, or ``down`` with the error."""
+        everyone = list(range(len(self.shards)))
+        got, failed = _call(self.shards, everyone, "stats", [()] * len(everyone),
+                            min(self.timeout_s, 5.0))
+        shards = []
+        for i in everyone:
+            if i in got:
+                shards.append({"shard": i, "status": "ok", **got[i]})
+            else:
+                shards.append({"shard": i, "status": "down", "error": failed.get(i)})
+        return {"path": str(self.path), "generation": self.manifest["generation"],
+                "documents": self.num_documents, "segments": len(self.manifest["segments"]),
+                "dim": self.dim, "mode": self.mode, "shards": shards,
+                "shards_up": sum(s["status"] == "ok" for s in shards),
+                "shards_total": len(shards)}
+
+    def close(self) -> None:
+        for s in self.shards:
+            if hasattr(s, "close") and not hasattr(s, "submit"):
+                s.close()
+
+
+def _tick(timings: dict[str, float], name: str, t0: float) -> float:
+    from serving._stages import tick
+
+    return tick(timings, name, t0)
+
+
+def open_local_shards(path: str | Path, k: int, **options: Any) -> ShardedSearcher:
+    """K in-process shards of the index at ``path`` behind a :class:`ShardedSearcher`
+    (what the Ray deployment runs, minus Ray: for tests and for one big machine)."""
+    manifest = read_manifest(path)
+    spans = assign_shards(manifest, k)
+    shards = [ShardSearcher(path, manifest, span, i, **options) for i, span in enumerate(spans)]
+    return ShardedSearcher(path, shards, spans, manifest=manifest)
