@@ -597,7 +597,7 @@ class Searcher:
         )
 
         st = query_centroid_similarities(q.vectors, self.codec.centroids)
-        if self._lists is not None and allowed is not False:
+        if self._lists is not None and allowed is not False and self.config.centroid_candidates:
             t = time.perf_counter()
             mask = self._filter if isinstance(allowed, str) else allowed
             extra = centroid_candidates(
