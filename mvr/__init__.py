@@ -11,7 +11,6 @@ Names load on first use (PEP 562), so ``import mvr`` -- and the ``mvr`` command'
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mvr import errors
@@ -51,7 +50,6 @@ __all__ = [
     "FirstStage",
     "TokenStore",
     "SearchResults",
-    "open_index",
     "__version__",
 ]
 
@@ -75,14 +73,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-def open_index(path: str | Path, **options: Any) -> Any:
-    """Open an index for search: ``serving.Searcher.open(path, **options)``.
-
-    Imported lazily: ``mvr``'s core never imports the stage packages, so
-    ``import mvr`` does not load the serving stack.
-    """
-    from serving import Searcher
-
-    return Searcher.open(path, **options)

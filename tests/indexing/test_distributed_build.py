@@ -37,6 +37,7 @@ import mvr  # noqa: E402
 from indexing import build_index  # noqa: E402
 from indexing._distributed import DistributedConfig, build_index_distributed  # noqa: E402
 from mvr.format import SEGMENTS_DIR  # noqa: E402
+from serving import Searcher  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(60)]
 
@@ -84,7 +85,7 @@ def test_vectors_build_equals_single_build(tmp_path: Path) -> None:
     assert dist["distributed"] == {"segments": 5, "built": 5, "skipped": 0}
     assert_same_index(tmp_path / "one", single, tmp_path / "dist", dist)
     q = queries_like(docs, 20, seed=5)
-    with mvr.open_index(tmp_path / "one") as s1, mvr.open_index(tmp_path / "dist") as s2:
+    with Searcher.open(tmp_path / "one") as s1, Searcher.open(tmp_path / "dist") as s2:
         r1, r2 = s1.search(q, k=10), s2.search(q, k=10)
         assert r1.ids == r2.ids
         for x, y in zip(r1.scores, r2.scores, strict=True):
@@ -105,8 +106,8 @@ def test_text_build_equals_single_build(tmp_path: Path) -> None:
     assert dist["encoder"] == single["encoder"] and len(dist["segments"]) == 4
     assert_same_index(tmp_path / "one", single, tmp_path / "dist", dist)
     queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 45, 3)]
-    with mvr.open_index(tmp_path / "one", encoder=enc) as s1, \
-            mvr.open_index(tmp_path / "dist", encoder=enc) as s2:
+    with Searcher.open(tmp_path / "one", encoder=enc) as s1, \
+            Searcher.open(tmp_path / "dist", encoder=enc) as s2:
         r1, r2 = s1.search(queries, k=10), s2.search(queries, k=10)
         assert s1.get_texts(["d7"]) == s2.get_texts(["d7"]) == [docs[7][1]]
     assert r1.ids == r2.ids
@@ -175,7 +176,7 @@ def test_resume_skips_verified_segments(tmp_path: Path) -> None:
         build_index_distributed(out, docs, encoder=FailingEncoder(str(log), "fail here please"),
                                 config=config(), progress=False, cluster=cluster)
     with pytest.raises(mvr.errors.IncompleteIndexError):
-        mvr.open_index(out)
+        Searcher.open(out)
     done = sorted(int(p.parent.name[-5:]) for p in (out / ".build" / "tasks").glob("*/done.json"))
     assert done and 3 not in done  # parts finished before the failure; never the failed one
     damaged = done[0]
@@ -193,5 +194,5 @@ def test_resume_skips_verified_segments(tmp_path: Path) -> None:
     for p in range(4):  # the first text of each part's first batch: encoded again or not
         assert (docs[64 * p][1] in firsts) == (p not in skipped), p
     assert got["files"] == ref["files"]
-    with mvr.open_index(out, encoder=HashEncoder(DIM)) as s:
+    with Searcher.open(out, encoder=HashEncoder(DIM)) as s:
         assert s.num_documents == 200

@@ -21,7 +21,6 @@ from index_testlib import (  # noqa: E402
     small_config,
 )
 
-import mvr  # noqa: E402
 from indexing import build_index  # noqa: E402
 from mvr import MultiVectors  # noqa: E402
 from mvr._fde import encode_document_fdes, encode_query_fdes  # noqa: E402
@@ -153,7 +152,7 @@ def test_text_queries_with_the_index_encoder(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = [(f"d{i}", f"alpha{i % 7} beta{i % 11} gamma{i % 13}") for i in range(120)]
     build_index(tmp_path, texts, enc, small_config(), progress=False)
-    with mvr.open_index(tmp_path, encoder=enc) as s:
+    with Searcher.open(tmp_path, encoder=enc) as s:
         res = s.search(["alpha3 beta5 gamma2"], k=3, candidates=120)
         exact = s.exhaustive(enc.encode_queries(["alpha3 beta5 gamma2"]), k=3)
         assert res.ids == exact.ids

@@ -19,6 +19,7 @@ from index_testlib import clustered_docs, queries_like, small_config  # noqa: E4
 import mvr  # noqa: E402
 from indexing import IndexWriter, build_index  # noqa: E402
 from mvr import FirstStageConfig, IndexConfig  # noqa: E402
+from serving import Searcher  # noqa: E402
 from serving._sharded import (  # noqa: E402
     ShardedSearcher,
     ShardUnavailableError,
@@ -60,7 +61,7 @@ def test_assign_shards_is_a_balanced_partition() -> None:
 def test_sharded_equals_single_process(index: tuple[Path, list], k: int) -> None:
     path, docs = index
     q = queries_like(docs, 40, seed=3)
-    with mvr.open_index(path) as single:
+    with Searcher.open(path) as single:
         sharded = open_local_shards(path, k)
         try:
             for kw in ({}, {"candidates": 200, "rerank_candidates": 30}, {"rerank_candidates": 60},
