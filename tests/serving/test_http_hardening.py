@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
+from server_lib import wait_for_port  # noqa: E402
 
 from serving.http import ServerSettings, create_app  # noqa: E402
 
@@ -152,17 +152,9 @@ def _serve(index: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
            "--no-preload-encoder"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
+    port, lines = wait_for_port(proc)
+    if port is not None:
+        return proc, port
     proc.kill()
     raise AssertionError("server did not start:\n" + "".join(lines))
 

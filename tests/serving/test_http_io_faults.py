@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
+from server_lib import wait_for_port  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 STRACE = shutil.which("strace")
@@ -43,17 +42,9 @@ def _serve(index: Path, fault_reads: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
                             start_new_session=True)  # strace and the server: one group
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
+    port, lines = wait_for_port(proc)
+    if port is not None:
+        return proc, port
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     raise AssertionError("server did not start:\n" + "".join(lines))
