@@ -17,7 +17,7 @@ from mvr.errors import DimensionMismatchError
 
 __all__ = [
     "centroid_candidates", "centroid_lists", "centroid_scores", "query_centroid_similarities",
-    "union_rows",
+    "scored_centroid_candidates", "union_rows",
 ]
 
 
@@ -174,7 +174,9 @@ def centroid_candidates(
     For every query token, the ``nprobe`` centroids most similar to it are probed; a
     row scores, per query token, the similarity of the best probed centroid among its
     tokens' centroids, or the (``nprobe`` + 1)-th similarity when none of its tokens
-    is in a probed list. The ``n`` best rows per query are returned, best first.
+    is in a probed list. The ``n`` best rows per query are returned, best first, ties
+    by the lower row (so a shard holding a run of the rows cuts its own lists the same
+    way: the global top ``n`` is the merge of the shards' top ``n``).
 
     Parameters
     ----------
@@ -198,8 +200,19 @@ def centroid_candidates(
     np.ndarray
         Shape: (n_queries, n) int64, ``-1`` pads when fewer rows were reached.
     """
+    return scored_centroid_candidates(st, query_offsets, offsets, rows, n_rows, n, nprobe,
+                                      allowed)[0]
+
+
+def scored_centroid_candidates(
+    st: np.ndarray, query_offsets: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+    n_rows: int, n: int, nprobe: int, allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centroid_candidates` (same arguments) with the rows' scores: (rows, scores),
+    shapes (n_queries, n), int64 with ``-1`` pads and float32 with ``-inf`` pads."""
     nq = len(query_offsets) - 1
     out = np.full((nq, n), -1, dtype=np.int64)
+    out_s = np.full((nq, n), -np.inf, dtype=np.float32)
     mask = np.zeros(0, np.bool_) if allowed is None else np.ascontiguousarray(allowed, np.bool_)
     acc = np.zeros(n_rows, np.float32)
     seen = np.zeros(n_rows, np.int32)
@@ -209,14 +222,15 @@ def centroid_candidates(
                     rows, mask, acc, seen, touched)
         hit = touched[:nt]
         sc = acc[hit]
-        if nt > n:
-            part = np.argpartition(-sc, n - 1)[:n]
-            hit, sc = hit[part], sc[part]
-        order = np.argsort(-sc, kind="stable")
+        if nt > n:  # every row tied with the n-th stays, so the tie-break is exact
+            keep = np.flatnonzero(sc >= -np.partition(-sc, n - 1)[n - 1])
+            hit, sc = hit[keep], sc[keep]
+        order = np.lexsort((hit, -sc))[:n]
         out[i, : len(order)] = hit[order]
+        out_s[i, : len(order)] = sc[order]
         acc[touched[:nt]] = 0.0
         seen[touched[:nt]] = 0
-    return out
+    return out, out_s
 
 
 def union_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

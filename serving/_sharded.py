@@ -2,23 +2,31 @@
 single-process answer.
 
 A :class:`ShardSearcher` opens one snapshot's segments ``[a, b)`` (its first stages,
-centroid ids and token table) and answers in *global* rows (``row + base``, the rows
-a :class:`~serving.Searcher` over the whole index uses). :class:`ShardedSearcher`
-holds no index data: it encodes the query once and runs the single-process search
-path as two fan-outs::
+centroid ids, centroid inverted lists built from its own ids, and token table) and
+answers in *global* rows (``row + base``, the rows a :class:`~serving.Searcher` over
+the whole index uses). :class:`ShardedSearcher` holds no index data: it encodes the
+query once and runs the single-process search path as two fan-outs::
 
-    1. every shard: first stage top-N (and the approximate MaxSim of those N)
-       merge -> the global top-N (``merge_top_n``: score, then lower row), then its
-          best ``rerank_candidates`` by approximate score (``top_n``), as the searcher
+    1. every shard: first stage top-N; its top C from its centroid lists
+       (``centroid_candidates``) with their list scores; the approximate MaxSim of both
+       merge -> the global top-N (``merge_top_n``: score, then lower row) and the
+          global top C of the lists (the same merge), their union, then its best
+          ``rerank_candidates`` by approximate score (``top_n``), as the searcher
     2. each shard: exact MaxSim of its rows among them
        merge -> top-k (``top_n`` over the candidates in the same order)
 
-Every score is a function of the query and one document, and every cut keeps the
-same total order (score, then row), so the result equals ``Searcher.search`` on the
-whole index: ids, and scores up to float rounding. A shard that fails answers
-:class:`ShardUnavailableError` (503), or with ``partial_results=True`` the others'
-merge, flagged ``partial`` with the missing shards listed. Transport-agnostic: shards
-are objects with these methods, local here, Ray Serve handles in :mod:`serving._ray_serve`.
+Equal, not a superset: the first-stage score, the list score (per query token, the
+best probed centroid among the row's tokens, probes chosen from the query and the
+shared codec alone) and the approximate and exact MaxSim are each a function of the
+query and one document, and every cut keeps the same total order (score, then lower
+row; :func:`mvr._approx.centroid_candidates` cuts its lists that way too), so a row in
+the global top C is in its shard's top C and the merge of the shards' cuts is the
+single process's cut. The result equals ``Searcher.search`` on the whole index: ids,
+and scores up to float rounding, at any settings, defaults included. A shard that
+fails answers :class:`ShardUnavailableError` (503), or with ``partial_results=True`` the
+others' merge, flagged ``partial`` with the missing shards listed. Transport-agnostic:
+shards are objects with these methods, local here, Ray Serve handles in
+:mod:`serving._ray_serve`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from mvr._approx import union_rows
 from mvr._index_config import IndexConfig
 from mvr._manifest import read_manifest
 from mvr._multivectors import MultiVectors
@@ -122,21 +131,46 @@ class ShardSearcher:
         s._filter = None if s.allowed.all() else s.allowed
 
     # ------------------------------------------------------------------ the two phases
-    def first(self, qf: np.ndarray, q: MultiVectors, n: int, approx: bool) -> dict[str, Any]:
-        """First-stage top ``n`` (global rows, -1 pads) and, when ``approx``, the
-        approximate MaxSim of each of them (-inf for pads)."""
+    def first(self, qf: np.ndarray, q: MultiVectors, n: int, approx: bool,
+              centroid_n: int = 0) -> dict[str, Any]:
+        """First-stage top ``n`` (global rows, -1 pads); with ``centroid_n``, this shard's
+        top ``centroid_n`` rows from its centroid inverted lists and their list scores
+        (``cand_rows``, ``cand_scores``: ties by the lower row, as the single process
+        cuts); when ``approx``, the approximate MaxSim of all of them (-inf for pads)."""
         s = self.searcher
         scores, rows = s._first_stage(qf, n)
-        out: dict[str, Any] = {"scores": scores, "rows": np.where(rows >= 0, rows + self.base, -1),
-                               "approx": None}
-        if approx and s._cids is not None and s.codec is not None:
-            from mvr._approx import centroid_scores, query_centroid_similarities
+        out: dict[str, Any] = {"scores": scores, "rows": _to_global(rows, self.base),
+                               "approx": None, "cand_rows": None, "cand_scores": None,
+                               "cand_approx": None}
+        if s._cids is None or s.codec is None or not (approx or centroid_n):
+            return out
+        from mvr._approx import query_centroid_similarities, scored_centroid_candidates
 
-            st = query_centroid_similarities(q.vectors, s.codec.centroids)
-            a = np.asarray(centroid_scores(st, q.offsets, rows, s._tok_starts, s._cids),
-                           dtype=np.float32)
-            out["approx"] = np.where(rows >= 0, a, -np.inf).astype(np.float32)
+        st = query_centroid_similarities(q.vectors, s.codec.centroids)
+        cand = None
+        if centroid_n and s._lists is not None:
+            cand, cs = scored_centroid_candidates(
+                st, q.offsets, s._lists[0], s._lists[1], len(s.ids), centroid_n,
+                s.config.centroid_nprobe, s._filter)
+            out["cand_rows"], out["cand_scores"] = _to_global(cand, self.base), cs
+        if approx:
+            for key, r in (("approx", rows), ("cand_approx", cand)):
+                if r is not None:
+                    a = np.asarray(self._approx_scores(q, st, r), dtype=np.float32)
+                    out[key] = np.where(r >= 0, a, -np.inf).astype(np.float32)
         return out
+
+    def _approx_scores(self, q: MultiVectors, st: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The searcher's own approximate MaxSim of ``rows`` (so a shard scores exactly as
+        the single process: centroid ids, refined by approximate codes where it has them)."""
+        s = self.searcher
+        own = getattr(s, "_approx_scores", None)
+        if own is not None:
+            return np.asarray(own(q, st, rows))
+        from mvr._approx import centroid_scores
+
+        assert s._tok_starts is not None and s._cids is not None
+        return np.asarray(centroid_scores(st, q.offsets, rows, s._tok_starts, s._cids))
 
     def exact(self, q: MultiVectors, rows: np.ndarray) -> dict[str, Any]:
         """Exact MaxSim of each query against its global ``rows`` of this shard (shape
@@ -228,13 +262,9 @@ class ShardedSearcher:
                                  dtype=np.int64)
         self.config = IndexConfig.from_dict(self.manifest["config"])
         assert self.config.fde is not None
-        if getattr(self.config, "centroid_candidates", 0) and self.manifest.get("codec"):
-            # the searcher's candidates from centroid inverted lists are not merged here yet:
-            # refuse rather than answer differently from the single process
-            raise ConfigError(
-                "sharded search: centroid_candidates > 0 (candidates from centroid inverted "
-                "lists) is not implemented across shards yet; serve with one process"
-            )
+        # as Searcher._load_codec: centroid ids with a codec, inverted lists when asked
+        self._has_cids = self.manifest.get("codec") is not None
+        self._has_lists = self._has_cids and self.config.centroid_candidates > 0
         self._query_fde_config = dataclasses.replace(self.config.fde,
                                                      fill_empty_partitions=False)
         self.shards = shards
@@ -306,7 +336,7 @@ class ShardedSearcher:
         n = max(n, k)
         n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
         check_k(n2, "rerank_candidates")
-        n2 = min(max(n2, k), n)
+        n2 = max(n2, k)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         q = self._queries(queries)
@@ -316,8 +346,10 @@ class ShardedSearcher:
         t = _tick(timings, "encode", t)
         missing: set[int] = set()
         everyone = list(range(len(self.shards)))
-        use_approx = rerank and n2 < n
-        got = self._fan("first", [(qf, q, n if rerank else k, use_approx)] * len(everyone),
+        c = self.config.centroid_candidates if self._has_lists and rerank else 0
+        n2 = min(n2, n + c)  # as Searcher._depths
+        use_approx = rerank and self._has_cids and n2 < n + c
+        got = self._fan("first", [(qf, q, n if rerank else k, use_approx, c)] * len(everyone),
                         everyone, partial_results, missing)
         t = _tick(timings, "first_stage", t)
         if not got:
@@ -328,26 +360,34 @@ class ShardedSearcher:
         if not rerank:
             return self._first_stage_results(fs_s, fs_r, k, timings, missing)
         rows = fs_r
-        if use_approx and all(got[i]["approx"] is not None for i in order) \
-                and n2 < fs_r.shape[1]:
-            approx = self._gather(fs_r, {i: (got[i]["rows"], got[i]["approx"]) for i in order})
-            _, rows = top_n(approx, n2, fs_r)
+        if c:  # the global top c of the lists: the merge of each shard's top c
+            _, cand = merge_top_n([(got[i]["cand_scores"], got[i]["cand_rows"]) for i in order], c)
+            rows = union_rows(fs_r, cand)
+        if use_approx and n2 < rows.shape[1]:
+            parts = [(got[i][r], got[i][a]) for i in order
+                     for r, a in (("rows", "approx"), ("cand_rows", "cand_approx"))
+                     if got[i][r] is not None]
+            _, rows = top_n(self._gather(rows, parts), n2, rows)
         t = _tick(timings, "approx", t)
         res = self._exact(q, rows, k, partial_results, missing, timings)
         _tick(timings, "rerank", t)
         return res
 
     @staticmethod
-    def _gather(rows: np.ndarray, parts: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """The values the shards gave for ``rows`` (shape (n_q, m)); -inf for pads."""
+    def _gather(rows: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The values the shards gave for ``rows`` (shape (n_q, m)): ``parts`` are
+        (rows, values) pairs of shape (n_q, m_i), -1 pads; -inf where ``rows`` pads."""
+        keys = np.concatenate([r for r, _ in parts], axis=1)
+        vals = np.concatenate([v for _, v in parts], axis=1)
         out = np.full(rows.shape, -np.inf, dtype=np.float32)
         for qi in range(rows.shape[0]):
-            lookup: dict[int, float] = {}
-            for r, v in parts.values():
-                lookup.update(zip(r[qi].tolist(), v[qi].tolist(), strict=True))
-            for j, r in enumerate(rows[qi].tolist()):
-                if r >= 0:
-                    out[qi, j] = lookup[r]
+            order = np.argsort(keys[qi], kind="stable")
+            k_sorted = keys[qi][order]
+            want = rows[qi] >= 0
+            at = np.searchsorted(k_sorted, rows[qi][want])
+            if not np.array_equal(k_sorted[np.minimum(at, len(k_sorted) - 1)], rows[qi][want]):
+                raise RuntimeError("sharded search: a candidate row without its shard's score")
+            out[qi, want] = vals[qi][order][at]
         return out
 
     def _owner(self, rows: np.ndarray) -> np.ndarray:
@@ -438,6 +478,10 @@ class ShardedSearcher:
         for s in self.shards:
             if hasattr(s, "close") and not hasattr(s, "submit"):
                 s.close()
+
+
+def _to_global(rows: np.ndarray, base: int) -> np.ndarray:
+    return np.where(rows >= 0, rows + base, -1)
 
 
 def _tick(timings: dict[str, float], name: str, t0: float) -> float:
