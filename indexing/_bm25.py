@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from mvr._durable import fsync_tree, writing
+
 __all__ = ["BM25_DIR", "BM25_SETTINGS_FILE", "bm25_settings", "make_stemmer", "build_bm25"]
 
 BM25_DIR = "bm25"
@@ -80,21 +82,8 @@ def build_bm25(seg_dir: Path, num_documents: int) -> bool:
     retriever = bm25s.BM25(k1=settings["k1"], b=settings["b"], method=settings["method"])
     retriever.index(Tokenized(ids=ids, vocab=tokenizer.get_vocab_dict()), show_progress=False)
     out = seg_dir / BM25_DIR
-    retriever.save(str(out), show_progress=False)
-    (out / BM25_SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
-    _fsync_tree(out)
+    with writing(out):  # bm25s writes several files; writing() names the one that failed
+        retriever.save(str(out), show_progress=False)
+        (out / BM25_SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    fsync_tree(out)
     return True
-
-
-def _fsync_tree(folder: Path) -> None:
-    import os
-
-    from mvr._manifest import fsync_dir
-
-    for p in sorted(folder.iterdir()):
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(folder)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from mvr._durable import fsync_file, writing
 from mvr.errors import CorruptIndexError, InvalidInputError
 
 __all__ = [
@@ -147,8 +148,8 @@ class MetadataStaging:
                 f"{self.path}: expected metadata for the {documents} committed documents during "
                 f"resume, got {self.rows}"
             )
-        with open(self.path, "r+b") as f:
-            f.truncate(keep)
+        with writing(self.path), open(self.path, "r+b") as f:
+            f.truncate(keep)  # the build's own staging file, never a committed one
             os.fsync(f.fileno())
         return self
 
@@ -169,7 +170,7 @@ class MetadataStaging:
         self.check(ids, metadata)
         lines = [b"null\n" if m is None else json.dumps(m, ensure_ascii=False).encode() + b"\n"
                  for m in metadata]
-        with open(self.path, "ab") as f:
+        with writing(self.path), open(self.path, "ab") as f:
             f.write(b"".join(lines))
             f.flush()
             os.fsync(f.fileno())
@@ -275,13 +276,9 @@ def write_metadata_file(staging: Path, seg_dir: Path, num_documents: int) -> dic
     )
     table = pa.Table.from_arrays(arrays, schema=schema)
     path = Path(seg_dir) / METADATA_FILE
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        writer.write_table(table)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with writing(path), pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+        w.write_table(table)  # pyarrow's OSError names no file: writing() does
+    fsync_file(path)
     return types
 
 

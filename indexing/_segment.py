@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mvr._checksum import CHECKSUMS_FILE, record_hashes
+from mvr._durable import fsync_dir, fsync_file, writing
 from mvr._multivectors import MultiVectors
 from mvr._segments import (
     APPEND_FILES,
@@ -161,16 +162,15 @@ class SegmentWriter:
         if (fde_path / "zarr.json").exists():
             self._fde = zarr.open_array(str(fde_path), mode="r+")
         else:
-            self._fde = zarr.create_array(
-                store=str(fde_path), shape=(0, fde_dim), chunks=(chunk_rows, fde_dim),
-                dtype=fde_dtype, compressors=None, fill_value=0.0, zarr_format=3,
-            )
+            with writing(fde_path):
+                self._fde = zarr.create_array(
+                    store=str(fde_path), shape=(0, fde_dim), chunks=(chunk_rows, fde_dim),
+                    dtype=fde_dtype, compressors=None, fill_value=0.0, zarr_format=3,
+                )
 
     # ------------------------------------------------------------------ appending
     def _write(self, name: str, data: bytes) -> None:
         """Append ``data`` to file ``name`` (IndexWriteError naming it when the disk fails)."""
-        from mvr._durable import writing
-
         try:
             with writing(self.dir / name):
                 self._files[name].write(data)
@@ -238,12 +238,10 @@ class SegmentWriter:
         n = self.num_documents
         m = fdes.shape[0]
         rows = self._fde.chunks[0]
-        if self._fde.shape[0] < n + m:  # grow ahead: zarr.json is rewritten every _GROW chunks
-            self._fde.resize((n + m + _GROW_CHUNKS * rows, self.fde_dim))
-            self._meta_dirty = True
-        from mvr._durable import writing
-
         with writing(self.dir / FDE_DIR):
+            if self._fde.shape[0] < n + m:  # grow ahead: zarr.json is rewritten every _GROW chunks
+                self._fde.resize((n + m + _GROW_CHUNKS * rows, self.fde_dim))
+                self._meta_dirty = True
             self._fde[n : n + m] = np.asarray(fdes, dtype=self._fde.dtype)
         self._dirty_chunks.update(range(n // rows, (n + m - 1) // rows + 1) if m else ())
 
@@ -253,8 +251,6 @@ class SegmentWriter:
 
         A failed write or fsync (buffered data is written here) is IndexWriteError naming
         the file."""
-        from mvr._durable import writing
-
         for name, f in self._files.items():
             try:
                 with writing(self.dir / name, "write"):
@@ -274,8 +270,6 @@ class SegmentWriter:
     def _fsync_fde_chunks(self) -> None:
         """fsync the FDE chunk files written since the last commit (and their folders), and
         the metadata when a resize rewrote it."""
-        from mvr._durable import fsync_dir, fsync_file
-
         root = self.dir / FDE_DIR
         paths = [root / "c" / str(i) / "0" for i in sorted(self._dirty_chunks)]
         dirs = {p.parent for p in paths}
@@ -321,11 +315,10 @@ class SegmentWriter:
 
     def close(self) -> None:
         """Close the files and trim the FDE array to the appended rows (it grows ahead)."""
-        from mvr._durable import writing
-
         files, self._files = self._files, {}
         if files and self._fde.shape[0] != self.num_documents and not self._failed:
-            self._fde.resize((self.num_documents, self.fde_dim))
+            with writing(self.dir / FDE_DIR):  # rewrites zarr.json, drops the chunks beyond
+                self._fde.resize((self.num_documents, self.fde_dim))
         for name, f in files.items():
             try:
                 with writing(self.dir / name):

@@ -11,6 +11,7 @@ files that were written in place (a new segment's) durable before a commit lists
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,17 +32,48 @@ __all__ = [
 
 @contextmanager
 def writing(path: str | os.PathLike[str], what: str = "write") -> Iterator[None]:
-    """Turn an OSError of the block (a full disk, an I/O error: the syscall's own error;
-    Python names no file for a failed write or fsync) into IndexWriteError naming ``path``."""
+    """Turn an OSError of the block (a full disk, an I/O error: the syscall's own error)
+    into IndexWriteError naming the file and the error.
+
+    Python names no file for a failed write or fsync, and a library that writes several
+    files (bm25s, zarr) does not say which one failed; ``path`` is then the file or folder
+    the block writes, and the error also names the file that failed when it can be found
+    (:func:`_failed_file`)."""
     try:
         yield
     except MVRError:
         raise
     except OSError as e:
+        failed = _failed_file(e, path)
+        where = path if failed is None else os.path.join(path, failed)
+        reason = os.strerror(e.errno) if e.errno else str(e)
         raise IndexWriteError(
-            f"{path}: {what} failed: {e.strerror or e} (errno {e.errno}); the committed index "
-            "is unchanged"
+            f"{where}: {what} failed: {reason} (errno {e.errno}); the committed index is "
+            "unchanged"
         ) from e
+
+
+def _failed_file(e: OSError, path: str | os.PathLike[str]) -> str | None:
+    """The file under the folder ``path`` that ``e`` is about: its ``filename`` (an
+    open, mkdir or rename names it), else the innermost file object open for writing in
+    the frames the error passed through (a ``f.write`` that failed). None when ``path``
+    is that file itself or nothing under it is found."""
+    root = os.path.abspath(path)
+    names = [e.filename] if isinstance(e.filename, str) else []
+    if not names:
+        tb = e.__traceback__
+        while tb is not None:
+            for v in tb.tb_frame.f_locals.values():
+                name, mode = getattr(v, "name", None), getattr(v, "mode", "")
+                if isinstance(v, io.IOBase) and isinstance(name, str) and any(
+                        c in str(mode) for c in "wax+"):
+                    names.append(name)
+            tb = tb.tb_next
+    for name in reversed(names):
+        full = os.path.abspath(name)
+        if full != root and full.startswith(root + os.sep):
+            return os.path.relpath(full, root)
+    return None
 
 
 def _fsync_path(path: str | os.PathLike[str], what: str) -> None:
