@@ -289,7 +289,7 @@ def read_metadata_rows(seg_dir: Path, rows: Sequence[int]) -> list[dict[str, Any
     path = Path(seg_dir) / METADATA_FILE
     if not path.is_file():
         return [None] * len(rows)
-    with pa.memory_map(str(path), "r") as source:
+    with pa.OSFile(str(path), "rb") as source:
         table = pa.ipc.open_file(source).read_all().take(pa.array(np.asarray(rows, np.int64)))
         out: list[dict[str, Any] | None] = []
         for rec in table.to_pylist():
@@ -328,7 +328,7 @@ def live_metadata_batches(
         path = Path(root) / SEGMENTS_DIR / seg["name"] / METADATA_FILE
         table = None
         if path.is_file():
-            with pa.memory_map(str(path), "r") as source:
+            with pa.OSFile(str(path), "rb") as source:
                 table = pa.ipc.open_file(source).read_all()
         for lo in range(0, n, batch_size):
             rows = [r for r in range(lo, min(lo + batch_size, n)) if not dead[r]]

@@ -72,7 +72,10 @@ class SegmentMetadata:
         import pyarrow as pa
 
         try:
-            self._table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+            # read into RAM, not memory-mapped: a failing disk then raises an OSError here
+            # instead of a SIGBUS at some later filter (the columns are small)
+            with pa.OSFile(str(path), "rb") as source:
+                self._table = pa.ipc.open_file(source).read_all()
         except pa.ArrowInvalid as e:
             raise CorruptIndexError(f"{path}: expected an Arrow IPC file, got {e}") from e
         raw = (self._table.schema.metadata or {}).get(b"mvr_metadata")
@@ -136,7 +139,7 @@ class IndexMetadata:
 
         self.segments: list[SegmentMetadata] = []
         starts = [0]
-        # memory-mapped and read piecemeal from here on: hashed once, when first used
+        # read when first used, and hashed then
         names = {f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}" for seg in segments}
         verify_files(root, {"files": {k: v for k, v in files.items() if k in names}})
         for seg in segments:
