@@ -51,7 +51,7 @@ from mvr.errors import (
     IndexNotFoundError,
     InvalidVectorsError,
 )
-from mvr.format import CODED_DTYPES, FORMAT_VERSION, SEGMENTS_DIR
+from mvr.format import CODED_DTYPES, FORMAT_VERSION, MANIFEST_NAME, SEGMENTS_DIR
 
 __all__ = [
     "build_index", "Document", "BuildSession", "commit_manifest", "new_manifest", "codec_file_name",
@@ -485,6 +485,15 @@ def _read_progress(root: Path) -> dict[str, Any] | None:
                                   "consumed", "state"))
 
 
+def _build_committed(root: Path) -> bool:
+    """Whether the build whose progress is at ``root`` was committed (a manifest of its
+    generation or later exists)."""
+    progress = _read_progress(root)
+    if progress is None or not (root / MANIFEST_NAME).is_file():
+        return False
+    return int(read_manifest(root)["generation"]) >= int(progress["generation"])
+
+
 def _check_resume(progress: dict[str, Any], config: IndexConfig | None, identity: Any) -> None:
     if progress["kind"] != "build":
         raise ConfigError(
@@ -611,6 +620,11 @@ def build_index(
     except Timeout as e:
         raise IndexLockedError(f"{root}: another writer holds {LOCK_NAME}") from e
     try:
+        if resume and _build_committed(root):
+            # killed after its commit, before .build/ went: the build is done, and its
+            # segment committed (never reopened for writing: a reader may map its files)
+            shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
+            return {**read_manifest(root), "build_timings": {"total": 0.0}}
         docs_iter = iter(documents)
         first, docs_iter = _peek(docs_iter)
         first_dim = None
