@@ -28,7 +28,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from serving._serve_process import wait_for_port  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, by design
 
@@ -112,16 +113,9 @@ def start_server(index: Path, encoder: Path | None, window_ms: float, args) -> t
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(rf"Uvicorn running on http://{re.escape(HOST)}:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
+    port, lines = wait_for_port(proc, timeout=300, host=HOST)
+    if port is not None:
+        return proc, port
     proc.kill()
     raise SystemExit("server did not start:\n" + "".join(lines))
 

@@ -13,12 +13,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+
+from serving._serve_process import wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -97,19 +98,7 @@ def server(index):
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    lines: list[str] = []
-    port = None
-    deadline = time.monotonic() + 180
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
+    port, lines = wait_for_port(proc, timeout=180)
     if port is None:
         proc.kill()
         proc.communicate(timeout=10)

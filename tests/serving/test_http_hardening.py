@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
-from server_lib import wait_for_port  # noqa: E402
 
+from serving._serve_process import wait_for_port  # noqa: E402
 from serving.http import ServerSettings, create_app  # noqa: E402
 
 REPO = Path(__file__).parents[2]

@@ -21,7 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
-from server_lib import wait_for_port  # noqa: E402
+
+from serving._serve_process import wait_for_port  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 STRACE = shutil.which("strace")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
+from serving._serve_process import wait_for_port
 
 DIM = 8
 
@@ -40,17 +41,9 @@ def _start(index: Path, *args: str, env: dict[str, str] | None = None):
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, **(env or {})})
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), lines
+    port, lines = wait_for_port(proc, timeout=60)
+    if port is not None:
+        return proc, port, lines
     proc.kill()
     proc.communicate(timeout=10)
     raise AssertionError("server did not start:\n" + "".join(lines))
