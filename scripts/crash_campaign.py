@@ -19,22 +19,19 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _campaign import add_ops_option, parse_ops, print_counts
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
-import crash_lib  # noqa: E402
+# isort: split
+import crash_lib  # tests/fixtures, on the path through _campaign
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=30, help="kill trials per operation")
-    ap.add_argument("--ops", default=",".join(crash_lib.OPERATIONS),
-                    help=f"comma-separated, of {','.join(crash_lib.OPERATIONS)}")
+    add_ops_option(ap, crash_lib.OPERATIONS)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    ops = tuple(o for o in args.ops.split(",") if o)
-    unknown = sorted(set(ops) - set(crash_lib.OPERATIONS))
-    if unknown:
-        ap.error(f"--ops: expected names of {crash_lib.OPERATIONS}, got {unknown}")
+    ops = parse_ops(ap, args.ops, crash_lib.OPERATIONS)
     rng = np.random.default_rng(args.seed)
     counts: dict[str, Counter[str]] = {}
     failures = []
@@ -51,10 +48,8 @@ def main() -> int:
                 if outcome == "FAILED":
                     failures.append(f"{op} trial {n}: {detail}")
                     print(f"  FAILED trial {n}: {detail}", flush=True)
-    kinds = ("killed", "before", "after", "resumed", "FAILED")
-    print(f"\n{'operation':<10}" + "".join(f"{k:>9}" for k in kinds) + f"{'trials':>9}")
-    for op, c in counts.items():
-        print(f"{op:<10}" + "".join(f"{c[k]:>9}" for k in kinds) + f"{sum(c.values()) - c['killed']:>9}")
+    print_counts(counts, ("killed", "before", "after", "resumed", "FAILED"), "trials",
+                 total=lambda c: sum(c.values()) - c["killed"])
     print(f"\n{len(failures)} failed trial(s)")
     return 1 if failures else 0
 

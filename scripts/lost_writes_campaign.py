@@ -20,19 +20,18 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
-import lost_writes_lib as lw  # noqa: E402
+from _campaign import add_ops_option, parse_ops, print_counts
+
+# isort: split
+import lost_writes_lib as lw  # tests/fixtures, on the path through _campaign
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ops", default=",".join(lw.OPERATIONS))
+    add_ops_option(ap, lw.OPERATIONS)
     ap.add_argument("--every", type=int, default=1, help="check every n-th fsync point")
     args = ap.parse_args()
-    ops = [o for o in args.ops.split(",") if o]
-    bad = sorted(set(ops) - set(lw.OPERATIONS))
-    if bad:
-        ap.error(f"--ops: expected names of {lw.OPERATIONS}, got {bad}")
+    ops = parse_ops(ap, args.ops, lw.OPERATIONS)
     counts: dict[str, Counter[str]] = {}
     failed = 0
     with tempfile.TemporaryDirectory(prefix="mvr-lost-") as tmp:
@@ -48,10 +47,7 @@ def main() -> int:
                 if c.outcome == "FAILED":
                     failed += 1
                     print(f"  FAILED at fsync {i} ({c.synced}): {c.detail}", flush=True)
-    kinds = ("before", "after", "incomplete", "FAILED")
-    print(f"\n{'operation':<10}" + "".join(f"{k:>11}" for k in kinds) + f"{'images':>9}")
-    for op, c in counts.items():
-        print(f"{op:<10}" + "".join(f"{c[k]:>11}" for k in kinds) + f"{sum(c.values()):>9}")
+    print_counts(counts, ("before", "after", "incomplete", "FAILED"), "images", width=11)
     print(f"\n{failed} failed image(s)")
     return 1 if failed else 0
 
