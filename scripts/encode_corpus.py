@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="qrels split whose queries to encode")
     parser.add_argument("--encoder", default="default", help="encoder name or path")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 (default: auto)")
+    parser.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 | int8 | fast (default: auto)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     parser.add_argument("--limit", type=int, default=None, help="first N documents only")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

@@ -298,3 +298,30 @@ def test_auto_precision_follows_the_cpu(stanford_dir):
     enc = encoders.load(stanford_dir, device="cpu", precision="auto")
     assert enc.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert encoders.load(stanford_dir, device="cpu").precision == "fp32"  # the default
+
+
+def test_int8_quantises_the_linears_and_stays_close(stanford_dir):
+    """``precision="int8"``: every ``nn.Linear`` of the model becomes a dynamically
+    quantised one (the projection stays float); same identity, vectors close to fp32.
+    ``"fast"`` is bf16 where the CPU has it natively, else int8."""
+    import torch
+
+    from encoders._transformer import cpu_has_native_bf16
+
+    fp32 = encoders.load(stanford_dir, device="cpu", precision="fp32", batch_size=2)
+    int8 = encoders.load(stanford_dir, device="cpu", precision="int8", batch_size=2)
+    assert int8.precision == "int8" and int8.identity == fp32.identity
+    linears = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
+    quantised = [m for m in int8.model.modules()
+                 if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    assert not linears and quantised
+    assert type(int8.projection) is torch.nn.Linear
+    a, b = fp32.encode_documents(TEXTS), int8.encode_documents(TEXTS)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    cos = np.sum(a.vectors * b.vectors, axis=1)
+    assert cos.min() > 0.9, cos.min()
+    assert not np.array_equal(a.vectors, b.vectors)  # it did run quantised
+    fast = encoders.load(stanford_dir, device="cpu", precision="fast")
+    assert fast.precision == ("bf16" if cpu_has_native_bf16() else "int8")
+    with pytest.raises(ConfigError, match="int8"):
+        encoders.load(stanford_dir, device="meta", precision="int8")
