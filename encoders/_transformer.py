@@ -120,9 +120,8 @@ class TransformerEncoder:
         ``"bf16"`` forces bf16 autocast on CPU. ``"int8"`` (CPU only): the model's
         ``Linear`` layers dynamically quantised to int8 (``torch.ao`` dynamic quantisation:
         int8 weights, activations quantised per batch; the projection stays float).
-        ``"fast"``: the fastest precision whose SciFact quality we measured within 0.5%
-        of fp32: fp16 on CUDA, bf16 where the CPU has it natively, else int8 (see
-        EVALUATION.md). Not part of the identity (same model, same vectors up to rounding:
+        ``"fast"``: the fastest: fp16 on CUDA, bf16 where the CPU has it natively, else
+        int8 (its SciFact quality against fp32: EVALUATION.md). Not part of the identity (same model, same vectors up to rounding:
         SciFact nDCG@10 is 0.7072 with fp32 and with bf16).
     batch_size : int
         Texts per forward pass (default 32); texts are sorted by length first.
