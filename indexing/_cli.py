@@ -29,10 +29,10 @@ def index_command(
     limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,
     progress: Annotated[bool, typer.Option(
         help="One progress bar (documents/s, ETA); --no-progress: none at all")] = True,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", flag_value="local", metavar="[ADDRESS]",
-        help="Build on Ray (mvr[distributed]): a cluster ADDRESS ('auto', 'HOST:6379', "
-             "'ray://HOST:10001'), or bare --ray for a local one")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Build on Ray (mvr[distributed]): a local one, or --ray-address")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="--ray: a running cluster ('auto', 'HOST:6379', 'ray://HOST:10001')")] = None,
     workers: Annotated[int, typer.Option(help="--ray: encoder actors")] = 2,
     num_gpus: Annotated[float, typer.Option(help="--ray: GPUs per encoder actor")] = 0.0,
     num_cpus: Annotated[float, typer.Option(help="--ray: CPUs per encoder actor")] = 1.0,
@@ -45,11 +45,13 @@ def index_command(
     Example: mvr index ../shared/data/scifact/corpus.jsonl.gz --out scifact.mvr --pool-factor 2
     """
     cluster = None
-    if ray is not None:
+    if ray_address is not None and not ray:
+        raise typer.BadParameter("--ray-address needs --ray")
+    if ray:
         from indexing._distributed import DistributedConfig
 
         cluster = DistributedConfig(
-            address=None if ray == "local" else ray, concurrency=workers, num_gpus=num_gpus,
+            address=ray_address, concurrency=workers, num_gpus=num_gpus,
             num_cpus=num_cpus, segment_size=segment_size, device=device,
         )
     with console_logging(verbose, quiet):

@@ -54,11 +54,25 @@ def serve_command(
     max_queries_per_request: Annotated[int | None, typer.Option(help="Queries per request.")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Serve sharded on Ray Serve (mvr[distributed]), a local Ray or "
+                      "--ray-address; needs --shards")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="--ray: a running cluster ('auto', 'HOST:6379', 'ray://HOST:10001')")] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="--ray: shard replicas K, each a disjoint run of the index's segments")] = None,
+    shard_cpus: Annotated[float, typer.Option(help="--ray: CPUs reserved per shard")] = 1.0,
+    shard_timeout: Annotated[float, typer.Option(
+        help="--ray: seconds a shard may take before it counts as down (503)")] = 30.0,
 ) -> None:
     """Serve an index over HTTP: POST /search, /rerank, /explain; GET /health, /stats; page at /.
 
     Every setting can also come from an MVR_* environment variable (see
     serving.http.ServerSettings, e.g. MVR_MAX_TEXT_CHARS); options given here win.
+
+    With --ray --shards K: K shard replicas and an ingress on Ray Serve, the same
+    HTTP API (/stats lists each shard's health; a shard down answers 503, or with
+    "partial_results": true the other shards' results flagged "partial").
 
     Example: mvr serve scifact.mvr --port 8000
     """
@@ -86,10 +100,36 @@ def serve_command(
         raise typer.BadParameter(f"{index}: expected an mvr index (manifest.json), found none")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: binding {settings.host}, reachable beyond this machine", err=True)
+    if ray or shards is not None or ray_address is not None:
+        _serve_on_ray(settings, ray, ray_address, shards, shard_cpus, shard_timeout)
+        return
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
         access_log=False,
     )
+
+
+def _serve_on_ray(settings: Any, ray: bool, address: str | None, shards: int | None,
+                  shard_cpus: float, shard_timeout: float) -> None:
+    """``--ray``: deploy on Ray Serve (serving._ray_serve) and serve until interrupted."""
+    if not ray:
+        raise typer.BadParameter("--shards and --ray-address need --ray (sharded serving "
+                                 "runs on Ray)")
+    if shards is None:
+        raise typer.BadParameter("--ray: expected --shards K (shard replicas), got none")
+    from mvr.errors import MVRError
+
+    try:
+        from serving._ray_serve import ShardedServeConfig, run_sharded
+    except ImportError as e:
+        raise typer.BadParameter(f"--ray needs Ray Serve: pip install 'mvr[distributed]' ({e})"
+                                 ) from e
+    try:
+        cfg = ShardedServeConfig(shards=shards, shard_cpus=shard_cpus,
+                                 shard_timeout_s=shard_timeout)
+        run_sharded(settings, cfg, address=address)
+    except MVRError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 if __name__ == "__main__":  # python -m serving._http_cli DIR ...

@@ -269,8 +269,24 @@ class ShardedSearcher:
                                                      fill_empty_partitions=False)
         self.shards = shards
         self.timeout_s = timeout_s
+        if encoder is not None:
+            self._check_encoder(encoder)
         self._encoder = encoder
         self.mode = "sharded"
+
+    def _check_encoder(self, encoder: Any) -> None:
+        """As :meth:`serving.Searcher._check_encoder`: the dim, and the identity recorded
+        in the manifest."""
+        from mvr.errors import EncoderMismatchError
+
+        expected = self.manifest["encoder"]
+        if encoder.dim != self.dim:
+            raise EncoderMismatchError(
+                f"encoder dim: expected {self.dim} (index {self.path}), got {encoder.dim}")
+        if expected is not None and encoder.identity != expected:
+            raise EncoderMismatchError(
+                f"encoder identity differs from the one index {self.path} was built with: "
+                f"expected {expected!r}, got {encoder.identity!r}")
 
     # ------------------------------------------------------------------ Searcher API
     @property
@@ -290,9 +306,11 @@ class ShardedSearcher:
             if self.manifest["encoder"] is None:
                 raise ConfigError(f"{self.path}: built from vectors without an encoder; search "
                                   "with vectors")
-            self._encoder = load_index_encoder(self.manifest["encoder"],
-                                               self.manifest.get("encoder_source"),
-                                               where=f"index {self.path}")
+            encoder = load_index_encoder(self.manifest["encoder"],
+                                         self.manifest.get("encoder_source"),
+                                         where=f"index {self.path}")
+            self._check_encoder(encoder)
+            self._encoder = encoder
         return self._encoder
 
     def _queries(self, queries: Any) -> MultiVectors:
@@ -432,15 +450,7 @@ class ShardedSearcher:
         q = self._queries(queries)
         if len(doc_ids) != len(q):
             raise ConfigError(f"doc_ids: expected one list per query ({len(q)}), got {len(doc_ids)}")
-        wanted = sorted({d for ds in doc_ids for d in ds})
-        everyone = list(range(len(self.shards)))
-        got = self._fan("rows_of", [(wanted,)] * len(everyone), everyone, False, set())
-        row_of = {d: r for ans in got.values() for d, r in ans.items()}
-        missing_ids = [d for d in wanted if d not in row_of]
-        if missing_ids:
-            raise DocumentNotFoundError(
-                f"{len(missing_ids)} document id(s) not in the index (or deleted): "
-                f"{missing_ids[:20]}")
+        row_of = self._lookup("rows_of", sorted({d for ds in doc_ids for d in ds}))
         width = max((len(ds) for ds in doc_ids), default=0)
         rows = np.full((len(q), max(width, 1)), -1, dtype=np.int64)
         for i, ds in enumerate(doc_ids):
@@ -448,14 +458,25 @@ class ShardedSearcher:
         return self._exact(q, rows, width if k is None else k, False, set(), {})
 
     def get_texts(self, ids: list[str]) -> list[str | None]:
+        held = self._lookup("texts", list(ids))
+        return [held[d] for d in ids]
+
+    def _lookup(self, method: str, ids: list[str]) -> dict[str, Any]:
+        """Ask every shard for what it holds of ``ids`` (``rows_of`` or ``texts``). A shard
+        that is down matters only when an id was found nowhere else (ids are unique in an
+        index): then it may hold it, and that is a 503, not a 404."""
         everyone = list(range(len(self.shards)))
-        got = self._fan("texts", [(list(ids),)] * len(everyone), everyone, False, set())
-        held = {d: t for ans in got.values() for d, t in ans.items()}
+        got, failed = _call(self.shards, everyone, method, [(ids,)] * len(everyone),
+                            self.timeout_s)
+        held = {d: v for ans in got.values() for d, v in ans.items()}
         missing = [d for d in ids if d not in held]
+        if missing and failed:
+            raise ShardUnavailableError(sorted(failed), "; ".join(
+                f"shard {i}: {m}" for i, m in sorted(failed.items())))
         if missing:
             raise DocumentNotFoundError(
                 f"{len(missing)} document id(s) not in the index (or deleted): {missing[:20]}")
-        return [held[d] for d in ids]
+        return held
 
     def stats(self) -> dict[str, Any]:
         """Per-shard health: ``ok`` with the shard's counters, or ``down`` with the error."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,11 @@ def open_searcher(settings: ServerSettings) -> Searcher:
     return searcher
 
 
-def _lifespan(settings: ServerSettings, stats_: RequestStats) -> Any:
+def _lifespan(settings: ServerSettings, stats_: RequestStats,
+              opener: Callable[[ServerSettings], Any]) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        searcher = await anyio.to_thread.run_sync(open_searcher, settings)
+        searcher = await anyio.to_thread.run_sync(opener, settings)
         engine = Engine(searcher)
         batcher = MicroBatcher(
             engine.run,
@@ -90,7 +91,8 @@ def _lifespan(settings: ServerSettings, stats_: RequestStats) -> Any:
     return lifespan
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: ServerSettings, *,
+               searcher_factory: Callable[[ServerSettings], Any] | None = None) -> FastAPI:
     """Build the HTTP application serving ``settings.index_path``.
 
     Nothing is loaded here: the index (and encoder) load in the lifespan
@@ -100,6 +102,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     ----------
     settings : ServerSettings
         Index, encoder, limits, batching, API key.
+    searcher_factory : callable, optional
+        Opens the searcher at startup (blocking; default :func:`open_searcher`). The
+        sharded server (``mvr serve --ray``) passes one that returns a
+        :class:`serving._sharded.ShardedSearcher` over Ray Serve shard replicas.
 
     Returns
     -------
@@ -120,7 +126,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         title="mvr",
         version=__version__,
         summary="Multi-vector late-interaction search and exact MaxSim re-ranking.",
-        lifespan=_lifespan(settings, request_stats),
+        lifespan=_lifespan(settings, request_stats, searcher_factory or open_searcher),
     )
     app.state.settings = settings
     app.state.service = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -61,6 +61,8 @@ class SearchOutput:
     texts: list[list[str | None]] | None
     timings: dict[str, float]
     batch_size: int = 0
+    partial: bool = False  # a sharded searcher answered without some shards
+    missing_shards: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -176,12 +178,15 @@ class Engine:
 
     # ------------------------------------------------------------------ search
     def _search(self, jobs: list[Job]) -> list[SearchOutput]:
-        k, candidates, rerank, *options = cast(tuple[Any, ...], jobs[0].key)
-        flt, hyb = (json.loads(o) if o is not None else None for o in (options or [None, None]))
+        k, candidates, rerank, flt_json, hyb_json, partial = cast(tuple[Any, ...], jobs[0].key)
+        flt, hyb = (json.loads(o) if o is not None else None for o in (flt_json, hyb_json))
         payloads: list[SearchPayload] = [j.payload for j in jobs]
         timings: dict[str, float] = {}
         queries = self._queries([(p.texts, p.vectors) for p in payloads], timings)
-        extra = {} if flt is None and hyb is None else {"filter": flt, "hybrid": hyb}
+        extra: dict[str, Any] = {} if flt is None and hyb is None else {"filter": flt,
+                                                                         "hybrid": hyb}
+        if partial and getattr(self.searcher, "supports_partial", False):
+            extra["partial_results"] = True  # one process has no shards: always complete
         res: SearchResults = self.searcher.search(
             queries, k=k, candidates=candidates, rerank=rerank, **extra
         )
@@ -200,7 +205,9 @@ class Engine:
                 for q in ids:
                     texts.append(flat[at:at + len(q)])
                     at += len(q)
-            outs.append(SearchOutput(ids, scores, texts, dict(timings), n))
+            outs.append(SearchOutput(ids, scores, texts, dict(timings), n,
+                                     bool(getattr(res, "partial", False)),
+                                     list(getattr(res, "missing_shards", []))))
         return outs
 
     # ------------------------------------------------------------------ rerank

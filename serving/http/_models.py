@@ -79,6 +79,14 @@ class SearchRequest(_Body):
     hybrid: HybridOptions | None = Field(
         default=None, description="Fuse BM25 with late interaction (text queries only)."
     )
+    partial_results: bool = Field(
+        default=False,
+        description=(
+            "Sharded servers (mvr serve --ray): when a shard does not answer, return the "
+            "other shards' results flagged 'partial' instead of 503. A single-process "
+            "server always answers complete."
+        ),
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -140,6 +148,14 @@ class SearchResponse(BaseModel):
         default_factory=dict, description="Seconds per stage of the batch this request ran in."
     )
     batch_size: int = Field(default=0, description="Queries in the batch this request ran in.")
+    partial: bool = Field(
+        default=False,
+        description="True when shards were down (partial_results=true): the results are "
+                    "the best of the other shards' documents only.",
+    )
+    missing_shards: list[int] = Field(
+        default_factory=list, description="The shards missing from a partial answer."
+    )
 
 
 class TextDocument(_Body):

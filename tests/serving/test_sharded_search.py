@@ -228,3 +228,60 @@ def test_shard_down_is_503_or_flagged_partial(index: tuple[Path, list]) -> None:
         assert again.ids == full.ids and not again.partial
     finally:
         sharded.close()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--ray", "--shards", "0"], "shards: expected an int >= 1, got 0"),
+    (["--ray", "--shards", "4"], "expected 1 <= K <= 3 (the index's segments), got 4"),
+    (["--shards", "2"], "--shards and --ray-address need --ray"),
+    (["--ray-address", "auto", "--shards", "2"], "need --ray"),
+    (["--ray"], "expected --shards K"),
+    (["--ray", "--shards", "2", "--port", "0"], "--ray needs a fixed port"),
+])
+def test_serve_ray_refuses_bad_shards_before_starting(index: tuple[Path, list], args: list[str],
+                                                       expected: str) -> None:
+    """``mvr serve DIR --ray --shards K``: bad K (0, more than the segments), --shards
+    without --ray and the reverse are refused naming the expected and actual value, and
+    no Ray cluster is started for them."""
+    from typer.testing import CliRunner
+
+    from mvr.cli import app
+
+    r = CliRunner().invoke(app, ["serve", str(index[0]), *args], terminal_width=200)
+    assert r.exit_code == 2, r.output
+    assert expected in " ".join(r.output.split()), r.output
+    if "ray" in sys.modules:
+        import ray
+
+        assert not ray.is_initialized()
+
+
+def test_http_partial_results_field(index: tuple[Path, list]) -> None:
+    """The HTTP API over a sharded searcher without Ray (the ingress's code path): a shard
+    down is 503 with Retry-After, ``partial_results: true`` answers the others flagged
+    ``partial``; one process accepts the field and is always complete."""
+    from fastapi.testclient import TestClient
+
+    from serving.http import ServerSettings, create_app
+
+    path, docs = index
+    q = queries_like(docs, 3, seed=8)
+    body = {"vectors": [v.tolist() for v in q], "k": 5, "return_texts": True}
+    settings = ServerSettings(index_path=path, preload_encoder=False, batch_window_ms=0)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/search", json={**body, "partial_results": True})
+        assert r.status_code == 200 and r.json()["partial"] is False
+    sharded = open_local_shards(path, 3)
+    real, sharded.shards[2] = sharded.shards[2], _Down()
+    with TestClient(create_app(settings, searcher_factory=lambda s: sharded)) as c:
+        r = c.post("/search", json=body)
+        assert r.status_code == 503 and "Retry-After" in r.headers, r.text
+        assert "shard(s) [2]" in r.json()["detail"]
+        r = c.post("/search", json={**body, "partial_results": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["partial"] is True and r.json()["missing_shards"] == [2]
+        lo = int(sharded._bases[2])
+        assert all(int(d.split("-")[1]) < lo for x in r.json()["results"] for d in x["ids"])
+        st = c.get("/stats").json()["searcher"]
+        assert [s["status"] for s in st["shards"]] == ["ok", "ok", "down"]
+    real.close()

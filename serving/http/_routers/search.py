@@ -27,7 +27,8 @@ _OFFLOAD_NUMBERS = 32_768
     description=(
         "First-stage candidates by FDE, re-ranked by exact MaxSim. Give query texts "
         "(`queries`) or token vectors (`vectors`, one (tokens, dim) list per query). "
-        "Concurrent requests are micro-batched."
+        "Concurrent requests are micro-batched. A sharded server answers 503 when a shard "
+        "is down, or with `partial_results` the other shards' results flagged `partial`."
     ),
 )
 async def search(req: SearchRequest, service: Service = Depends(get_service)) -> SearchResponse:
@@ -41,8 +42,8 @@ async def search(req: SearchRequest, service: Service = Depends(get_service)) ->
         else:
             vectors = vectors_to_multivectors(req.vectors, dim)
     payload = SearchPayload(req.queries, vectors, req.return_texts)
-    job = Job("search", (k, req.candidates, req.rerank, *req.search_options), payload,
-              size=req.num_queries)
+    job = Job("search", (k, req.candidates, req.rerank, *req.search_options,
+                         req.partial_results), payload, size=req.num_queries)
     out: SearchOutput = await service.batcher.submit(job)
     results = [
         QueryResult(
@@ -55,5 +56,5 @@ async def search(req: SearchRequest, service: Service = Depends(get_service)) ->
     timings = {**out.timings, "queue_wait": job.started - job.submitted}
     return SearchResponse(
         results=results, k=k, candidates=req.candidates, timings=timings,
-        batch_size=out.batch_size,
+        batch_size=out.batch_size, partial=out.partial, missing_shards=out.missing_shards,
     )
