@@ -257,7 +257,7 @@ def train_token_codec(token_batches: list[np.ndarray], config: IndexConfig) -> T
         vectors = vectors[np.sort(rng.choice(vectors.shape[0], limit, replace=False))]
     return TokenCodec.train(
         vectors, dtype=_codec_dtype(config), num_centroids=config.codec_centroids,
-        seed=config.first_stage.seed,
+        seed=config.first_stage.seed, approx_pq=config.approx_pq,
     )
 
 
@@ -351,6 +351,7 @@ class BuildSession:
             table_dtype=self.config.table_dtype, alignment=self.config.record_alignment,
             chunk_rows=self.config.batch_size, store_text=self.config.store_text,
             uses_codec=self.config.uses_codec, fde_dtype="float16",
+            approx_bytes=self.config.approx_pq if self.config.uses_codec else 0,
         )
         self.writer.codec = self.codec
         self.metadata = MetadataStaging.open(
@@ -460,6 +461,8 @@ class BuildSession:
             "has_text": self.config.store_text, "has_fdes": not drop_fdes,
             "has_cids": self.codec is not None, "has_checksums": self.writer.has_checksums,
         }
+        if self.writer.approx_bytes:
+            entry["has_acodes"] = True
         return {"entry": entry, "files": files}
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from mvr._checksum import CHECKSUMS_FILE, record_hashes
 from mvr._durable import fsync_dir, fsync_file, writing
 from mvr._multivectors import MultiVectors
 from mvr._segments import (
+    ACODES_FILE,
     APPEND_FILES,
     CIDS_FILE,
     FDE_DIR,
@@ -137,6 +138,7 @@ class SegmentWriter:
     def __init__(
         self, seg_dir: Path, *, dim: int, fde_dim: int, table_dtype: str, alignment: int,
         chunk_rows: int, store_text: bool, uses_codec: bool = False, fde_dtype: str = "float32",
+        approx_bytes: int = 0,
     ) -> None:
         import zarr
 
@@ -146,6 +148,7 @@ class SegmentWriter:
         self.table_dtype, self.alignment, self.store_text = table_dtype, alignment, store_text
         self.codec: Any = None  # set (mvr._codec.TokenCodec) before the first append when used
         self.uses_codec = uses_codec
+        self.approx_bytes = approx_bytes if uses_codec else 0  # acodes.bin: bytes per token
         self.has_checksums = True  # checksums.bin: every record's and text's hash
         self._failed = False  # a write failed: close() then drops what is buffered
         self.num_documents = 0
@@ -153,6 +156,8 @@ class SegmentWriter:
         names = [IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CHECKSUMS_FILE]
         if uses_codec:
             names.append(CIDS_FILE)
+        if self.approx_bytes:
+            names.append(ACODES_FILE)
         if store_text:
             names += [TEXTS_FILE, TEXT_LENGTHS_FILE]
         self._files = {n: open(self.dir / n, "ab") for n in names}  # noqa: SIM115
@@ -183,8 +188,8 @@ class SegmentWriter:
         fdes: np.ndarray, coded: Any = None,
     ) -> None:
         """Append one batch (not yet committed): records, ids, texts, FDE rows.
-        ``coded``: the tokens' (centroid ids, residual codes) when already encoded
-        (compaction copies them)."""
+        ``coded``: the tokens' (centroid ids, residual codes[, approximate codes]) when
+        already encoded (compaction copies them)."""
         token_hashes = self.append_tokens(pooled, coded)
         text_hashes = self.append_ids(ids, texts)
         if CHECKSUMS_FILE in self._files:  # per document: its record's and its text's hash
@@ -202,10 +207,20 @@ class SegmentWriter:
         if self.uses_codec:
             if self.codec is None:
                 raise ConfigError("segment writer: the token codec must be set before tokens")
-            cids, codes = coded if coded is not None else self.codec.encode(pooled.vectors)
+            cids, codes = coded[:2] if coded is not None else self.codec.encode(pooled.vectors)
             if codes is None and self.table_dtype in CODED_DTYPES:
                 codes = self.codec.encode(pooled.vectors)[1]
             self._write(CIDS_FILE, cids.astype("<u2").tobytes())
+            if self.approx_bytes:
+                acodes = coded[2] if coded is not None and len(coded) > 2 else None
+                if acodes is None:
+                    acodes = self.codec.encode_approx(pooled.vectors, cids)
+                if acodes.shape != (len(cids), self.approx_bytes):
+                    raise ConfigError(
+                        f"approximate codes: expected shape ({len(cids)}, {self.approx_bytes}), "
+                        f"got {acodes.shape} (a codec of {self.codec.approx_bytes} bytes)"
+                    )
+                self._write(ACODES_FILE, np.ascontiguousarray(acodes, np.uint8).tobytes())
         if self.table_dtype in CODED_DTYPES:  # res4 / res8: residual codes, ids apart
             packed = _pack_codes(codes, lengths, self.alignment, start)
         else:

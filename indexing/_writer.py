@@ -30,7 +30,7 @@ from mvr._index_config import IndexConfig
 from mvr._manifest import BUILD_DIR, atomic_write_json, file_entry, read_manifest
 from mvr._multivectors import MultiVectors
 from mvr._progress import stage_messages
-from mvr._segments import read_checksums
+from mvr._segments import read_acodes, read_checksums
 from mvr.errors import (
     DocumentNotFoundError,
     EncoderMismatchError,
@@ -244,8 +244,8 @@ class IndexWriter:
         self, codec: Any
     ) -> Iterable[tuple[list[tuple[str, str | None]], MultiVectors, np.ndarray, Any]]:
         """Live documents of every segment, batch by batch: (ids+texts, pooled, fdes,
-        (centroid ids, residual codes) or None). Codes are copied as stored, never
-        re-encoded; FDEs that format 2 dropped are recomputed from the stored tokens."""
+        (centroid ids, residual codes[, approximate codes]) or None). Codes are copied as
+        stored, never re-encoded (approximate codes a segment lacks are computed); FDEs that format 2 dropped are recomputed from the stored tokens."""
         from indexing._build import _fde_batch
         from mvr.format import CODED_DTYPES
         tomb = self._tombstones()
@@ -259,6 +259,9 @@ class IndexWriter:
             offs = record_offsets(lengths, dim, dtype, align)
             fdes = open_fdes(d) if seg.get("has_fdes", True) else None
             cids = read_cids(d, int(seg["tokens"])) if codec is not None else None
+            acodes = (read_acodes(d, int(seg["tokens"]), codec.approx_bytes)
+                      if codec is not None and codec.approx_bytes and seg.get("has_acodes")
+                      else None)
             starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             # records and texts are verified as copied: a compaction must not bless damage
             sums = read_checksums(d, seg["documents"]) if seg.get("has_checksums") else None
@@ -285,6 +288,9 @@ class IndexWriter:
                                 np.asarray(raw[offs[r] : offs[r] + int(lengths[r]) * row])
                                 for r in rows]).reshape(-1, row)
                         coded = (bcids, codes)
+                        if acodes is not None:
+                            coded = (bcids, codes, np.concatenate(
+                                [acodes[starts[r] : starts[r + 1]] for r in rows]))
                     arrays = [
                         decode_record(raw[offs[r]: offs[r + 1]], int(lengths[r]), dim, dtype,
                                       codec=codec,

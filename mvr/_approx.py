@@ -6,6 +6,11 @@ RAM: 2 bytes per token); the query's similarity to every centroid is one small G
 ``sum_i max_j S[i, cid_j]`` over its tokens ``j``: lookups, no token vectors read.
 It ranks candidates well enough to cut the first stage's thousands to the hundred
 that are scored exactly from the re-ranking table.
+
+With approximate codes (:meth:`mvr._codec.TokenCodec.encode_approx`, ``approx_pq``
+bytes per token, also in RAM) a token's similarity is refined by its residual's
+product-quantised inner product: ``S[i, cid_j] + sum_m L[m, code_jm, i]``
+(:func:`pq_scores`), a sum of table lookups.
 """
 
 from __future__ import annotations
@@ -91,6 +96,136 @@ def centroid_scores(
     return out
 
 
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out):  # pragma: no cover
+    # st: (K, P) float32 and lut8: (M, 256, P) uint8 of one query, P >= nq padded to a
+    # multiple of 8 so that the inner loops over query tokens are whole SIMD vectors; a
+    # token's refined similarity to query token a is st[c, a] + bias[a] + scale[a] * sum
+    p = st.shape[1]
+    m_count = acodes.shape[1]
+    acc = np.empty(p, dtype=np.float32)
+    tot = np.empty(p, dtype=np.uint16)
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        if r < 0:
+            out[j] = -np.inf
+            continue
+        for a in range(p):
+            acc[a] = -np.inf
+        for t in range(tok_starts[r], tok_starts[r + 1]):
+            for a in range(p):
+                tot[a] = 0
+            for m in range(m_count):
+                code = acodes[t, m]
+                for a in range(p):
+                    tot[a] += lut8[m, code, a]
+            c = cids[t]
+            for a in range(p):
+                acc[a] = max(acc[a], st[c, a] + bias[a] + scale[a] * np.float32(tot[a]))
+        s = np.float32(0.0)
+        for a in range(nq):
+            s += acc[a]
+        out[j] = s
+
+
+@numba.njit(nogil=True, cache=True)
+def _quantize(lut, p, q, bias, scale):  # pragma: no cover - numba
+    m_count, k, n = lut.shape
+    for a in range(n):
+        span = np.float32(0.0)
+        b = np.float32(0.0)
+        for m in range(m_count):
+            lo = lut[m, 0, a]
+            hi = lo
+            for c in range(1, k):
+                v = lut[m, c, a]
+                lo = min(lo, v)
+                hi = max(hi, v)
+            span = max(span, hi - lo)
+            b += lo
+        sc = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+        bias[a] = b
+        scale[a] = sc
+        for m in range(m_count):
+            lo = lut[m, 0, a]
+            for c in range(1, k):
+                lo = min(lo, lut[m, c, a])
+            for c in range(k):
+                v = np.rint((lut[m, c, a] - lo) / sc)
+                q[m, c, a] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+
+
+def quantize_tables(lut: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables of one query (shape (M, 256, n)) as uint8 (shape (M, 256, p), zero-padded
+    past ``n``), with per query token ``bias`` and ``scale`` (shapes (p,)) such that
+    ``sum_m lut[m, code_m, a] ~= bias[a] + scale[a] * sum_m lut8[m, code_m, a]``: faiss
+    fast-scan's trick, which keeps the tables in L2 cache (a float32 table of M = 64 is
+    1.5 MB at 24 query tokens). Each entry is off by at most ``scale / 2``."""
+    m, k, n = lut.shape
+    q = np.zeros((m, k, p), np.uint8)
+    bias = np.zeros(p, np.float32)
+    scale = np.zeros(p, np.float32)
+    _quantize(np.ascontiguousarray(lut, dtype=np.float32), p, q, bias, scale)
+    return q, bias, scale
+
+
+def prepare_pq(st: np.ndarray, lut: np.ndarray, query_offsets: np.ndarray) -> list[tuple]:
+    """Per query, the padded similarities and 8-bit tables :func:`pq_scores` scores with
+    (computed once when one query's candidates are scored in several calls)."""
+    out = []
+    for i in range(len(query_offsets) - 1):
+        lo, hi = int(query_offsets[i]), int(query_offsets[i + 1])
+        p = max(8, -(-(hi - lo) // 8) * 8)
+        st_q = np.zeros((st.shape[0], p), np.float32)
+        st_q[:, : hi - lo] = st[:, lo:hi]
+        out.append((st_q, *quantize_tables(lut[:, :, lo:hi], p), hi - lo))
+    return out
+
+
+def pq_scores(
+    st: np.ndarray, lut: np.ndarray, query_offsets: np.ndarray, rows: np.ndarray,
+    tok_starts: np.ndarray, cids: np.ndarray, acodes: np.ndarray,
+    prepared: list[tuple] | None = None,
+) -> np.ndarray:
+    """Approximate MaxSim refined by approximate codes: per token, its centroid's
+    similarity plus the product-quantised residual's (see the module docstring), the
+    residual's tables quantised to 8 bits (:func:`quantize_tables`).
+
+    Parameters
+    ----------
+    st : np.ndarray
+        Shape: (K, total_query_tokens): :func:`query_centroid_similarities`.
+    lut : np.ndarray
+        Shape: (M, 256, total_query_tokens): :meth:`mvr._codec.TokenCodec.approx_tables`.
+    query_offsets, rows, tok_starts, cids : np.ndarray
+        As for :func:`centroid_scores`.
+    acodes : np.ndarray
+        Shape: (total_tokens, M) uint8: every document token's approximate code (M <= 256).
+    prepared : list, optional
+        :func:`prepare_pq` of ``st`` and ``lut`` (else computed here).
+
+    Returns
+    -------
+    np.ndarray
+        Shape: (n_queries, n) float32.
+    """
+    shape = prepared[0][1].shape if prepared else (None if lut is None else lut.shape)
+    if (shape is None or len(shape) != 3 or acodes.ndim != 2 or shape[0] != acodes.shape[1]
+            or shape[1] != 256 or acodes.shape[1] > 256):
+        raise DimensionMismatchError(
+            f"approximate codes {acodes.shape} and tables {shape}: expected (tokens, M) "
+            "and (M, 256, query tokens), M <= 256"
+        )
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.empty(rows.shape, dtype=np.float32)
+    if prepared is None:
+        prepared = prepare_pq(st, lut, query_offsets)
+    for i in range(rows.shape[0]):
+        st_q, lut8, bias, scale, nq = prepared[i]
+        _pq_scores(st_q, lut8, bias, scale, nq, rows[i], tok_starts, cids, acodes, out[i])
+    return out
+
+
 # ---------------------------------------------------------------------------- candidates
 @numba.njit(nogil=True, cache=True)
 def _build_lists(cids, tok_starts, k):  # pragma: no cover - numba
@@ -138,19 +273,36 @@ def centroid_lists(
 def _probe(st, q_lo, q_hi, nprobe, offsets, rows, allowed, acc, seen, touched):  # pragma: no cover
     nt = 0
     k = st.shape[0]
-    col = np.empty(k, np.float32)
+    keep = min(nprobe + 1, k)
+    best = np.empty(keep, np.float32)  # the keep best similarities, descending
+    order = np.empty(keep, np.int64)
     for a in range(q_lo, q_hi):
+        # the nprobe + 1 most similar centroids, by insertion into a sorted buffer (one
+        # pass over the K similarities; a full argsort per query token cost more than
+        # the probing at K = 4096); ties keep the lower centroid id first
+        filled = 0
         for c in range(k):
-            col[c] = -st[c, a]
-        order = np.argsort(col)[: nprobe + 1]
+            v = st[c, a]
+            if filled == keep and v <= best[keep - 1]:
+                continue
+            pos = filled if filled < keep else keep - 1
+            while pos > 0 and best[pos - 1] < v:
+                if pos < keep:
+                    best[pos] = best[pos - 1]
+                    order[pos] = order[pos - 1]
+                pos -= 1
+            best[pos] = v
+            order[pos] = c
+            if filled < keep:
+                filled += 1
         # a row none of whose tokens is in the probed lists gets the (nprobe+1)-th
         # similarity for this query token (WARP's missing-similarity estimate): only
         # the excess over it is accumulated
-        floor = -col[order[nprobe]] if nprobe < k else np.float32(-1.0)
+        floor = best[nprobe] if nprobe < k else np.float32(-1.0)
         mark = a + 1
         for p in range(min(nprobe, k)):
             c = order[p]
-            gain = -col[c] - floor
+            gain = best[p] - floor
             for j in range(offsets[c], offsets[c + 1]):
                 r = rows[j]
                 if seen[r] == mark:  # a better centroid of this query token already hit it

@@ -10,12 +10,26 @@ token
   the first stage's candidates (PLAID's centroid interaction);
 * a **residual code**: ``token - centroid`` scalar-quantised per dimension (4 or 8
   bits: ``dim / 2`` or ``dim`` bytes, 192 or 384 bytes for 384-d). These are the
-  re-ranking table's records (``table_dtype="res4"`` / ``"res8"``).
+  re-ranking table's records (``table_dtype="res4"`` / ``"res8"``);
+* optionally an **approximate code** (``approx_pq`` bytes, ``IndexConfig.approx_pq``):
+  the same residual product-quantised (faiss ``IndexPQ``, ``approx_pq`` sub-quantizers
+  of 256 centroids). Held in RAM beside the centroid ids (64 bytes per token by
+  default), it refines the approximate MaxSim: a token's similarity to query token
+  ``q`` is ``q . centroid + sum_m LUT[m, code_m]`` with ``LUT`` the query's inner
+  products with the sub-quantizer centroids (:meth:`TokenCodec.approx_tables`).
+  On PyPI 701,912 the top 30 of 2,900 candidates kept 0.909 of the exhaustive
+  top-10 with 64-byte codes (0.920 in all 2,900), against 0.420 from centroid ids
+  alone.
 
 The arithmetic is faiss's ``IndexIVFScalarQuantizer`` with ``by_residual=True``
 (coarse k-means quantizer, per-dimension ranges trained on the residuals), whose
 ``sa_encode`` code is ``[centroid id, little-endian, coarse_code_size bytes] +
 [residual code]``. faiss is imported lazily: ``import mvr`` stays light.
+
+File: a codec without approximate codes is faiss's serialisation of the
+``IndexIVFScalarQuantizer``; with them, ``_PAIR_MAGIC``, then the two faiss
+serialisations (the scalar quantizer's, then the ``IndexPQ``'s), each preceded by its
+length (<u8).
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from mvr.errors import ConfigError, CorruptIndexError, DimensionMismatchError
 __all__ = ["TokenCodec", "CODEC_BITS", "residual_code_size", "choose_num_centroids"]
 
 CODEC_BITS = {"res4": 4, "res8": 8}
+_PAIR_MAGIC = b"MVRCODEC\x02\x00\x00\x00"  # codec file with approximate codes (12 bytes)
 
 
 def residual_code_size(dim: int, dtype: str) -> int:
@@ -56,8 +71,10 @@ class TokenCodec:
     Use :meth:`train` or :meth:`load`.
     """
 
-    def __init__(self, index: Any, dtype: str) -> None:
+    def __init__(self, index: Any, dtype: str, approx: Any = None) -> None:
         self._index = index
+        self.approx = approx  # faiss.IndexPQ over residuals, or None
+        self.approx_bytes = 0 if approx is None else int(approx.pq.M)
         self.dtype = dtype
         self.dim = int(index.d)
         self.num_centroids = int(index.nlist)
@@ -73,15 +90,29 @@ class TokenCodec:
             quantizer.reconstruct_n(0, self.num_centroids), dtype=np.float32
         )
         self.cid_dtype = np.dtype(np.uint16 if self.num_centroids <= 1 << 16 else np.int32)
+        if approx is not None:
+            if int(approx.d) != self.dim or int(approx.pq.nbits) != 8:
+                raise CorruptIndexError(
+                    f"token codec: expected an approximate PQ of dim {self.dim} with 8-bit "
+                    f"codes, got dim {int(approx.d)}, {int(approx.pq.nbits)} bits"
+                )
+            import faiss
+
+            m = self.approx_bytes
+            self._approx_centroids = np.ascontiguousarray(
+                faiss.vector_to_array(approx.pq.centroids).reshape(m, 256, self.dim // m),
+                dtype=np.float32)
 
     # ------------------------------------------------------------------ training / io
     @classmethod
     def train(
         cls, sample: np.ndarray, *, dtype: str = "res4", num_centroids: int = 4096,
-        seed: int = 0, niter: int = 10,
+        seed: int = 0, niter: int = 10, approx_pq: int = 0,
     ) -> TokenCodec:
         """Train on ``sample`` (shape (n, dim), float) with at most ``num_centroids``
-        centroids (fewer for a small sample, see :func:`choose_num_centroids`)."""
+        centroids (fewer for a small sample, see :func:`choose_num_centroids`), and with
+        ``approx_pq`` > 0 an approximate code of that many bytes on the sample's
+        residuals (``dim`` must be a multiple of it)."""
         import faiss
 
         bits = CODEC_BITS.get(dtype)
@@ -110,7 +141,24 @@ class TokenCodec:
         index.cp.max_points_per_centroid = 1 << 30
         index.verbose = False
         index.train(x)
-        return cls(index, dtype)
+        approx = None
+        if approx_pq:
+            if approx_pq < 0 or d % approx_pq:
+                raise ConfigError(
+                    f"approx_pq: expected a divisor of the token dim {d} (bytes per token), "
+                    f"got {approx_pq}"
+                )
+            _, assign = index.quantizer.search(x, 1)
+            resid = x - index.quantizer.reconstruct_n(0, index.nlist)[assign[:, 0]]
+            if resid.shape[0] < 256:  # 256 centroids per sub-quantizer need 256 points
+                resid = np.resize(resid, (256, d))
+            approx = faiss.IndexPQ(d, int(approx_pq), 8)
+            approx.pq.cp.seed = seed
+            approx.pq.cp.niter = niter
+            approx.pq.cp.min_points_per_centroid = 1
+            approx.pq.cp.max_points_per_centroid = 1 << 30
+            approx.train(np.ascontiguousarray(resid, dtype=np.float32))
+        return cls(index, dtype, approx)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the codec (faiss format) to ``path`` atomically (temp, fsync, rename)."""
@@ -118,7 +166,12 @@ class TokenCodec:
 
         from mvr._manifest import atomic_write_bytes
 
-        atomic_write_bytes(path, faiss.serialize_index(self._index).tobytes())
+        data = faiss.serialize_index(self._index).tobytes()
+        if self.approx is not None:
+            pq = faiss.serialize_index(self.approx).tobytes()
+            data = b"".join([_PAIR_MAGIC, len(data).to_bytes(8, "little"), data,
+                             len(pq).to_bytes(8, "little"), pq])
+        atomic_write_bytes(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], dtype: str) -> TokenCodec:
@@ -126,16 +179,27 @@ class TokenCodec:
         import faiss
 
         p = Path(path)
+        approx = None
         try:
             data = np.fromfile(p, dtype=np.uint8)
-            index = faiss.deserialize_index(data)
+            if data[: len(_PAIR_MAGIC)].tobytes() == _PAIR_MAGIC:
+                parts = _split_pair(data, p)
+                index = faiss.deserialize_index(parts[0])
+                approx = faiss.deserialize_index(parts[1])
+            else:
+                index = faiss.deserialize_index(data)
         except (RuntimeError, OSError) as e:
             raise CorruptIndexError(f"token codec {p}: cannot be read ({e})") from e
         if not isinstance(index, faiss.IndexIVFScalarQuantizer):
             raise CorruptIndexError(
                 f"token codec {p}: expected an IndexIVFScalarQuantizer, got {type(index).__name__}"
             )
-        return cls(index, dtype)
+        if approx is not None and not isinstance(approx, faiss.IndexPQ):
+            raise CorruptIndexError(
+                f"token codec {p}: expected an IndexPQ for the approximate codes, got "
+                f"{type(approx).__name__}"
+            )
+        return cls(index, dtype, approx)
 
     # ------------------------------------------------------------------ coding
     def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -177,11 +241,65 @@ class TokenCodec:
         full[:, self._coarse :] = codes
         return np.asarray(self._index.sa_decode(full), dtype=np.float32)
 
+    def encode_approx(self, vectors: np.ndarray, cids: np.ndarray) -> np.ndarray:
+        """Approximate codes (shape (n, approx_bytes), uint8) of ``vectors`` (shape
+        (n, dim)) whose centroid ids are ``cids`` (from :meth:`encode`)."""
+        if self.approx is None:
+            raise ConfigError("token codec: trained without approximate codes (approx_pq=0)")
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        c = np.asarray(cids).reshape(-1)
+        if x.ndim != 2 or x.shape[1] != self.dim or c.shape[0] != x.shape[0]:
+            raise DimensionMismatchError(
+                f"approximate codes: expected vectors (n, {self.dim}) and n centroid ids, got "
+                f"{x.shape} and {c.shape[0]}"
+            )
+        if x.shape[0] == 0:
+            return np.zeros((0, self.approx_bytes), np.uint8)
+        resid = x - self.centroids[c.astype(np.int64)]
+        return np.ascontiguousarray(self.approx.sa_encode(resid), dtype=np.uint8)
+
+    def approx_tables(self, queries: np.ndarray) -> np.ndarray:
+        """Inner products of every query token with every sub-quantizer centroid: shape
+        (approx_bytes, 256, total_query_tokens), float32 (``queries``: (total, dim))."""
+        if self.approx is None:
+            raise ConfigError("token codec: trained without approximate codes (approx_pq=0)")
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"query tokens: expected shape (n, {self.dim}), got {q.shape}"
+            )
+        m = self.approx_bytes
+        sub = q.reshape(q.shape[0], m, self.dim // m).transpose(1, 0, 2)  # (m, n, dsub)
+        return np.ascontiguousarray(np.matmul(self._approx_centroids, sub.transpose(0, 2, 1)))
+
     @property
     def nbytes(self) -> int:
         """RAM of the centroids (the SQ ranges are negligible)."""
-        return int(self.centroids.nbytes)
+        extra = 0 if self.approx is None else int(self._approx_centroids.nbytes)
+        return int(self.centroids.nbytes) + extra
 
     def describe(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "dim": self.dim, "num_centroids": self.num_centroids,
-                "code_size": self.code_size}
+                "code_size": self.code_size, "approx_bytes": self.approx_bytes}
+
+
+def _split_pair(data: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The two faiss serialisations of a codec file with approximate codes."""
+    pos = len(_PAIR_MAGIC)
+    parts = []
+    for _ in range(2):
+        if data.shape[0] < pos + 8:
+            raise CorruptIndexError(f"token codec {path}: truncated at byte {data.shape[0]}")
+        n = int.from_bytes(data[pos : pos + 8].tobytes(), "little")
+        pos += 8
+        if data.shape[0] < pos + n:
+            raise CorruptIndexError(
+                f"token codec {path}: expected {pos + n} bytes, got {data.shape[0]}"
+            )
+        parts.append(data[pos : pos + n])
+        pos += n
+    if pos != data.shape[0]:
+        raise CorruptIndexError(
+            f"token codec {path}: expected {pos} bytes, got {data.shape[0]} (trailing data)"
+        )
+    return parts[0], parts[1]

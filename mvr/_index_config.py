@@ -150,6 +150,14 @@ class IndexConfig:
         At most this many k-means centroids in the token codec (<= 65536).
     codec_train_tokens : int
         Pooled tokens (from the first documents) the codec is trained on.
+    approx_pq : int
+        Bytes per token of the approximate codes (the residual product-quantised,
+        :mod:`mvr._codec`; the largest divisor of the token dim up to it), held in RAM with the centroid ids
+        to sharpen the approximate MaxSim; 0 = centroid ids alone. 64 (the default; 6
+        dimensions per sub-quantizer at dim 384) is 468 MB at PyPI's 7.3M tokens. On PyPI
+        701,912, of 2,900 candidates holding 0.920 of the exhaustive top-10, the
+        approximate top 30 kept 0.909 with 64-byte codes, 0.833 with 32, 0.725 with 16
+        and 0.420 with centroid ids alone.
     keep_fdes : bool
         Keep the float16 FDEs on disk after the first stage is built (format 2 drops
         them: compaction recomputes them from the stored tokens).
@@ -168,7 +176,9 @@ class IndexConfig:
         First-stage candidates N per query when ``search`` gets none.
     default_rerank : int
         Of those, how many the approximate MaxSim keeps for the exact re-rank (when the
-        index has centroid ids; ``search(rerank_candidates=...)`` overrides it).
+        index has centroid ids; ``search(rerank_candidates=...)`` overrides it). 50: with
+        64-byte approximate codes on PyPI 701,912, 50 keep 0.903 of the exhaustive top-10
+        (100: 0.911, 30: 0.889) at the same p50 (BENCHMARKS.md "Scale").
     centroid_candidates : int
         Indexes with centroid ids: candidates per query generated from the centroids'
         inverted lists (PLAID/WARP-style, :func:`mvr._approx.centroid_candidates`) and
@@ -185,13 +195,14 @@ class IndexConfig:
     approx: bool = True
     codec_centroids: int = 4096
     codec_train_tokens: int = 131_072
+    approx_pq: int = 64
     keep_fdes: bool = False
     record_alignment: int = 1
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
     batch_size: int = 256
     store_text: bool = True
     default_candidates: int = 2000
-    default_rerank: int = 100
+    default_rerank: int = 50
     centroid_candidates: int = 1000
     centroid_nprobe: int = 8
 
@@ -216,6 +227,9 @@ class IndexConfig:
         if self.codec_centroids > 1 << 16:
             raise ConfigError(f"codec_centroids: expected <= 65536, got {self.codec_centroids}")
         _int_at_least("codec_train_tokens", self.codec_train_tokens, 1)
+        _int_at_least("approx_pq", self.approx_pq, 0)
+        if self.approx_pq > 256:
+            raise ConfigError(f"approx_pq: expected <= 256 bytes per token, got {self.approx_pq}")
         for name in ("approx", "keep_fdes"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected a bool, got {getattr(self, name)!r}")
@@ -227,11 +241,14 @@ class IndexConfig:
 
         Raises :class:`~mvr.errors.ConfigError` when ``fde.dim`` differs from ``dim``.
         """
+        cfg = self
         if self.fde is None:
-            return replace(self, fde=FDEConfig(dim=dim))
-        if self.fde.dim != dim:
+            cfg = replace(self, fde=FDEConfig(dim=dim))
+        elif self.fde.dim != dim:
             raise ConfigError(f"fde.dim: expected the encoder's dim {dim}, got {self.fde.dim}")
-        return self
+        if cfg.approx_pq and dim % cfg.approx_pq:  # the largest divisor of dim below it
+            cfg = replace(cfg, approx_pq=max(b for b in range(1, cfg.approx_pq + 1) if dim % b == 0))
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +266,7 @@ class IndexConfig:
             "approx": self.approx,
             "codec_centroids": self.codec_centroids,
             "codec_train_tokens": self.codec_train_tokens,
+            "approx_pq": self.approx_pq,
             "keep_fdes": self.keep_fdes,
         }
 
@@ -265,6 +283,8 @@ class IndexConfig:
         if "approx" not in d:  # written by format 1: no codec, FDEs kept
             d.setdefault("approx", False)
             d.setdefault("keep_fdes", True)
+        if "codec_train_tokens" in d:  # a recorded config from before approximate codes
+            d.setdefault("approx_pq", 0)
         if d.get("fde") is not None:
             d["fde"] = FDEConfig.from_dict(d["fde"])
         if "pooling" in d:

@@ -6,6 +6,9 @@ A segment directory ``segments/<name>/`` holds (see :mod:`mvr.format`)::
     lengths.bin        <i8 token count per document (record offsets derive from it)
     tokens.bin         the re-ranking table records (float16, int8 + scales, res4/res8 codes)
     cids.bin           centroid id of every token, uint16 (format 2, coded tables only)
+    acodes.bin         approximate code of every token, ``approx_bytes`` uint8 each (the
+                       codec's residual PQ; segments whose manifest entry says
+                       ``has_acodes``), held in RAM for the approximate MaxSim
     fde.zarr/          document FDEs (float32 in format 1; float16 in format 2, where they
                        are kept only until the first stage is built unless keep_fdes)
     texts.bin          UTF-8 texts back to back (only when texts are stored)
@@ -36,6 +39,7 @@ __all__ = [
     "IDS_FILE",
     "LENGTHS_FILE",
     "CIDS_FILE",
+    "ACODES_FILE",
     "FDE_DIR",
     "TEXTS_FILE",
     "TEXT_LENGTHS_FILE",
@@ -45,6 +49,7 @@ __all__ = [
     "read_ids",
     "read_lengths",
     "read_cids",
+    "read_acodes",
     "open_fdes",
     "record_offsets",
     "read_checksums",
@@ -58,8 +63,9 @@ TEXTS_FILE = "texts.bin"
 TEXT_LENGTHS_FILE = "text_lengths.bin"
 FIRST_STAGE_FILE = "first_stage.faiss"
 CIDS_FILE = "cids.bin"
-APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CIDS_FILE, TEXTS_FILE, TEXT_LENGTHS_FILE,
-                CHECKSUMS_FILE)
+ACODES_FILE = "acodes.bin"
+APPEND_FILES = (IDS_FILE, LENGTHS_FILE, TOKENS_FILE, CIDS_FILE, ACODES_FILE, TEXTS_FILE,
+                TEXT_LENGTHS_FILE, CHECKSUMS_FILE)
 
 
 def record_offsets(lengths: np.ndarray, dim: int, dtype: str, alignment: int) -> np.ndarray:
@@ -96,6 +102,19 @@ def read_cids(seg_dir: Path, expected_tokens: int) -> np.ndarray:
             f"{path}: expected {expected_tokens} centroid ids (one per token), got {cids.shape[0]}"
         )
     return cids
+
+
+def read_acodes(seg_dir: Path, expected_tokens: int, code_bytes: int) -> np.ndarray:
+    """Approximate code of every token of the segment (shape (tokens, code_bytes) uint8),
+    checked against the token count the manifest records."""
+    path = Path(seg_dir) / ACODES_FILE
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.shape[0] != expected_tokens * code_bytes:
+        raise CorruptIndexError(
+            f"{path}: expected {expected_tokens * code_bytes} bytes ({expected_tokens} tokens x "
+            f"{code_bytes}), got {raw.shape[0]}"
+        )
+    return raw.reshape(expected_tokens, code_bytes)
 
 
 def read_checksums(seg_dir: Path, expected_documents: int) -> np.ndarray:

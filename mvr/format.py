@@ -22,7 +22,12 @@ starts at byte ``record_offsets[i]`` and holds ``lengths[i]`` tokens of ``dim``:
 Format version 2 adds the compact tables above, the index-level token codec
 (``codec-<generation>.faiss``, named in the manifest), per-segment ``cids.bin``,
 faiss first stages built from a factory string, and FDEs that are dropped after
-the first stage is built. Version 1 indexes still open.
+the first stage is built. Format version 3 adds approximate codes: a codec trained
+with them (``IndexConfig.approx_pq`` > 0) is a two-part file (:mod:`mvr._codec`)
+and segments built with it hold ``acodes.bin`` (``approx_pq`` bytes per token, held
+in RAM by readers; manifest entry ``has_acodes``). Version 1 and 2 indexes still
+open (their approximate stage scores centroid ids alone); a reader of version 2
+refuses version 3 by its number rather than misreading the codec file.
 
 Records start on multiples of ``record_alignment`` bytes (1 = packed), recorded
 in the manifest, so one document is one contiguous (aligned) read.
@@ -51,8 +56,8 @@ __all__ = [
     "aligned_offsets",
 ]
 
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 SEGMENTS_DIR = "segments"

@@ -70,7 +70,15 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Path) -> dict:
+SEARCH_FIELDS = ("default_candidates", "default_rerank", "centroid_candidates", "centroid_nprobe")
+
+
+def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Path,
+                serve_config: str = "{}") -> dict:
+    """``serve_config``: search-time IndexConfig fields (SEARCH_FIELDS) replacing those the
+    index recorded at build, e.g. the current defaults for an index built before them."""
+    import dataclasses
+
     from threadpoolctl import threadpool_limits
 
     import encoders
@@ -83,7 +91,13 @@ def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Pat
     s = serving.Searcher.open(index, mode="ssd")
     open_s = time.perf_counter() - t
     rss_open = _rss_mb()
-    out = {"open_s": open_s, "rss_open_mb": rss_open, "rss_base_mb": base, "threads": threads}
+    over = json.loads(serve_config)
+    bad = sorted(set(over) - set(SEARCH_FIELDS))
+    if bad:
+        raise SystemExit(f"--serve-config: expected fields among {SEARCH_FIELDS}, got {bad}")
+    s.config = dataclasses.replace(s.config, **over)
+    out = {"open_s": open_s, "rss_open_mb": rss_open, "rss_base_mb": base, "threads": threads,
+           "search_config": {k: getattr(s.config, k) for k in SEARCH_FIELDS}}
     with threadpool_limits(threads):
         import faiss
 
@@ -110,6 +124,13 @@ def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Pat
     out["rss_after_mb"] = _rss_mb()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["stats_first_stage"] = s.stats()["first_stage"]
+    parts = {"first_stage": sum(int(getattr(p, "nbytes", 0)) for _, p in s.first_stage.parts),
+             "centroid_ids": 0 if s._cids is None else s._cids.nbytes,
+             "approx_codes": 0 if s._acodes is None else s._acodes.nbytes,
+             "centroid_lists": 0 if s._lists is None else sum(a.nbytes for a in s._lists),
+             "lengths_offsets": s._lengths.nbytes + (0 if s._tok_starts is None else s._tok_starts.nbytes),
+             "cache_budget": getattr(getattr(s.store, "cache", None), "capacity_bytes", 0)}
+    out["ram_bytes_per_doc"] = {k: int(v) / len(s.ids) for k, v in parts.items()}
     s.close()
     return out
 
@@ -252,6 +273,11 @@ def main() -> None:
                     help="keep an index already built at OUT/pypi-N.mvr")
     ap.add_argument("--sweep", default=None,
                     help="JSON list of search operating points, measured after the defaults")
+    ap.add_argument("--serve-config", default="{}",
+                    help="search-time config fields (default_rerank, ...) as JSON, replacing "
+                         "those the index recorded (for an index built before a default changed)")
+    ap.add_argument("--no-query-encoding", action="store_true",
+                    help="skip the query-encoding latency child")
     ap.add_argument("--dataset", type=Path, default=Path("/work/shared/data/pypi"),
                     help="for the query encoding latency (reported separately)")
     args = ap.parse_args()
@@ -264,14 +290,15 @@ def main() -> None:
         elif kind == "query_encoding":
             res = child_query_encoding(Path(rest[0]), int(rest[1]))
         elif kind == "serve":
-            res = child_serve(Path(rest[0]), Path(rest[1]), int(rest[2]), int(rest[3]), Path(rest[4]))
+            res = child_serve(Path(rest[0]), Path(rest[1]), int(rest[2]), int(rest[3]), Path(rest[4]),
+                              *rest[5:])
         else:
             res = child_exhaustive(Path(rest[0]), int(rest[1]), int(rest[2]), Path(rest[3]))
         print(json.dumps(res))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    qenc = run_child("query_encoding", str(args.dataset), "200")
+    qenc = {} if args.no_query_encoding else run_child("query_encoding", str(args.dataset), "200")
     print(json.dumps({"query_encoding": qenc}), flush=True)
     for n in args.sizes:
         index = args.out / f"pypi-{n}.mvr"
@@ -290,7 +317,8 @@ def main() -> None:
         row["disk"] = disk_bytes(index)
         for threads in (1, 2):
             row[f"serve_t{threads}"] = run_child("serve", str(index), str(args.vectors),
-                                                  str(args.queries), str(threads), str(ref))
+                                                  str(args.queries), str(threads), str(ref),
+                                                  args.serve_config)
         if args.sweep:
             row["sweep"] = run_child("sweep", str(index), str(args.vectors), str(args.queries),
                                      str(ref), args.sweep)

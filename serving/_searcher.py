@@ -35,6 +35,7 @@ from mvr._segments import (
     TEXTS_FILE,
     TextReader,
     open_fdes,
+    read_acodes,
     read_checksums,
     read_cids,
     read_ids,
@@ -115,6 +116,7 @@ class Searcher:
         self._texts: list[TextReader | None] = []
         self.codec: Any = None  # mvr._codec.TokenCodec (format 2)
         self._cids: np.ndarray | None = None  # centroid id of every token, global order
+        self._acodes: np.ndarray | None = None  # approximate code of every token (or None)
         self._tok_starts: np.ndarray | None = None
         self._lists: tuple[np.ndarray, np.ndarray] | None = None  # centroid inverted lists
         self._stages = StageTimer()  # per-call stage latencies (percentiles in stats())
@@ -287,6 +289,13 @@ class Searcher:
         starts = np.zeros(len(self._lengths) + 1, dtype=np.int64)
         np.cumsum(self._lengths, out=starts[1:])
         self._tok_starts = starts
+        # approximate codes: used when every segment has them (an index extended by an older
+        # version, or built with approx_pq=0, falls back to centroid ids alone)
+        m = self.codec.approx_bytes
+        if m and self._segments() and all(seg.get("has_acodes") for seg in self._segments()):
+            self._acodes = np.concatenate([
+                read_acodes(self._seg_dir(seg), int(seg["tokens"]), m) for seg in self._segments()
+            ])
         if self.config.centroid_candidates > 0:
             from mvr._approx import centroid_lists
 
@@ -547,18 +556,70 @@ class Searcher:
         t = _tick(timings, "query_fde", t)
         handle = self._prefetch(qf, n2 if self._approx_active(n, n2) else n) if rerank else None
         t = _tick(timings, "coarse_prefetch", t) if handle is not None else t
+        if rerank and handle is None and self._overlap_reads(n, n2):
+            rows, handle = self._overlapped_candidates(q, qf, n, n2, timings)
+            return self._finish(q, rows, k, timings, handle)
         fs_scores, fs_rows = self._first_stage(qf, n if rerank else k)
         t = _tick(timings, "first_stage", t)
         if rerank:
             fs_rows = self._approx(q, fs_rows, n2, timings=timings)
             _tick(timings, "approx", t)
-            res = self._rerank_rows(q, fs_rows, k, timings, handle)
-        else:
-            flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
-            ids, scores = self._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
-            res = SearchResults(ids=ids, scores=scores, timings=timings)
+            return self._finish(q, fs_rows, k, timings, handle)
+        flat_offsets = np.arange(0, fs_rows.size + 1, fs_rows.shape[1], dtype=np.int64)
+        ids, scores = self._top_k(fs_scores.reshape(-1), fs_rows.reshape(-1), flat_offsets, k)
+        res = SearchResults(ids=ids, scores=scores, timings=timings)
         self._count(len(q), timings)
         return res
+
+    def _finish(
+        self, q: MultiVectors, rows: np.ndarray, k: int, timings: dict[str, float],
+        handle: dict[int, Any] | None,
+    ) -> SearchResults:
+        res = self._rerank_rows(q, rows, k, timings, handle)
+        self._count(len(q), timings)
+        return res
+
+    def _overlap_reads(self, n: int, n2: int) -> bool:
+        """Whether the re-rank reads can start before the first stage runs: an SSD store,
+        centroid lists and an approximate cut (see :meth:`_overlapped_candidates`)."""
+        cc = self.config.centroid_candidates
+        return (self._lists is not None and cc > 0 and n2 < n + cc
+                and hasattr(self.store, "prefetch") and self.mode == "ssd")
+
+    def _overlapped_candidates(
+        self, q: MultiVectors, qf: np.ndarray, n: int, n2: int, timings: dict[str, float]
+    ) -> tuple[np.ndarray, dict[int, Any]]:
+        """The approximate stage's ``n2`` rows per query, as :meth:`_approx` over the union of
+        the first stage's ``n`` and the centroid lists' candidates gives them (the same
+        set: ties by row id), with the SSD reads overlapped (ESPN's prefetch): the lists'
+        candidates are scored first and reads of their best ``n2`` start before the FDE
+        scan runs; the first stage's rows not among them are scored after it. Returns the
+        rows and the reads in flight (:meth:`DiskTokenStore.prefetch`)."""
+        from mvr._approx import centroid_candidates, query_centroid_similarities
+
+        assert self._lists is not None and self.codec is not None
+        t = time.perf_counter()
+        st = query_centroid_similarities(q.vectors, self.codec.centroids)
+        extra = centroid_candidates(
+            st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
+            self.config.centroid_candidates, self.config.centroid_nprobe, self._filter,
+        )
+        t = _tick(timings, "centroid_candidates", t)
+        prepared = self._prepare_pq(q, st)
+        sx = self._approx_scores(q, st, extra, prepared)
+        _, early = top_n(sx, n2, extra)
+        handle = self.store.prefetch(early[early >= 0])
+        t = _tick(timings, "approx_scores", t)
+        _, fs_rows = self._first_stage(qf, n)
+        t = _tick(timings, "first_stage", t)
+        fresh = [f[(f >= 0) & ~np.isin(f, e)] for f, e in zip(fs_rows, extra, strict=True)]
+        new = np.full((len(fresh), max((len(f) for f in fresh), default=0)), -1, np.int64)
+        for i, f in enumerate(fresh):
+            new[i, : len(f)] = f
+        sn = self._approx_scores(q, st, new, prepared)
+        _, best = top_n(np.concatenate([sx, sn], axis=1), n2, np.concatenate([extra, new], axis=1))
+        _tick(timings, "approx_scores", t)
+        return best, handle
 
     def _depths(
         self, k: int, candidates: int | None, rerank_candidates: int | None
@@ -589,12 +650,7 @@ class Searcher:
         """
         if self._cids is None or self.codec is None:
             return rows
-        from mvr._approx import (
-            centroid_candidates,
-            centroid_scores,
-            query_centroid_similarities,
-            union_rows,
-        )
+        from mvr._approx import centroid_candidates, query_centroid_similarities, union_rows
 
         st = query_centroid_similarities(q.vectors, self.codec.centroids)
         if self._lists is not None and allowed is not False and self.config.centroid_candidates:
@@ -609,10 +665,36 @@ class Searcher:
                 _tick(timings, "centroid_candidates", t)
         if n2 >= rows.shape[1]:
             return rows
-        assert self._tok_starts is not None
-        scores = centroid_scores(st, q.offsets, rows, self._tok_starts, self._cids)
+        t = time.perf_counter()
+        scores = self._approx_scores(q, st, rows)
+        if timings is not None:
+            _tick(timings, "approx_scores", t)
         _, best = top_n(scores, n2, rows)
         return best
+
+    def _approx_scores(
+        self, q: MultiVectors, st: np.ndarray, rows: np.ndarray, prepared: Any = None
+    ) -> np.ndarray:
+        """Approximate MaxSim of each query against its ``rows`` (shape (n_q, N), -1 pads):
+        centroid ids refined by the approximate codes where the index has them
+        (``prepared``: :meth:`_prepare_pq`, reused across calls for the same queries)."""
+        from mvr._approx import centroid_scores, pq_scores
+
+        assert self._tok_starts is not None and self._cids is not None
+        if self._acodes is None:
+            return centroid_scores(st, q.offsets, rows, self._tok_starts, self._cids)
+        if prepared is None:
+            prepared = self._prepare_pq(q, st)
+        return pq_scores(st, None, q.offsets, rows, self._tok_starts, self._cids, self._acodes,
+                         prepared)
+
+    def _prepare_pq(self, q: MultiVectors, st: np.ndarray) -> Any:
+        """The queries' tables for :func:`mvr._approx.pq_scores` (None without codes)."""
+        if self._acodes is None:
+            return None
+        from mvr._approx import prepare_pq
+
+        return prepare_pq(st, self.codec.approx_tables(q.vectors), q.offsets)
 
     def search_stream(
         self, batches: Any, *, k: int = 10, candidates: int | None = None

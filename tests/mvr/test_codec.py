@@ -124,7 +124,8 @@ def test_approximate_stage_keeps_the_exact_top10(tmp_path: Path) -> None:
 
     docs, q = _token_clusters(1500, seed=11)
     cfg = small_config(dim=32, table_dtype="res4", default_rerank=100, codec_centroids=256,
-                       first_stage=FirstStageConfig(min_rows=10_000))
+                       first_stage=FirstStageConfig(min_rows=10_000),
+                       approx_pq=0)  # centroid ids alone (test_approx_codes.py: with codes)
     build_index(tmp_path, docs, None, cfg, progress=False)
     with Searcher.open(tmp_path) as s:
         assert s.codec is not None and s.codec.num_centroids == 256
