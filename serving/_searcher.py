@@ -293,9 +293,9 @@ class Searcher:
         # version, or built with approx_pq=0, falls back to centroid ids alone)
         m = self.codec.approx_bytes
         if m and self._segments() and all(seg.get("has_acodes") for seg in self._segments()):
-            self._acodes = np.concatenate([
-                read_acodes(self._seg_dir(seg), int(seg["tokens"]), m) for seg in self._segments()
-            ])
+            parts = [read_acodes(self._seg_dir(seg), int(seg["tokens"]), m)
+                     for seg in self._segments()]
+            self._acodes = parts[0] if len(parts) == 1 else np.concatenate(parts)  # no copy of 1
         if self.config.centroid_candidates > 0:
             from mvr._approx import centroid_lists
 
