@@ -153,24 +153,13 @@ class ShardSearcher:
                 st, q.offsets, s._lists[0], s._lists[1], len(s.ids), centroid_n,
                 s.config.centroid_nprobe, s._filter)
             out["cand_rows"], out["cand_scores"] = _to_global(cand, self.base), cs
-        if approx:
+        if approx:  # the searcher's own approximate MaxSim (approximate codes where present)
+            prepared = s._prepare_pq(q, st)
             for key, r in (("approx", rows), ("cand_approx", cand)):
                 if r is not None:
-                    a = np.asarray(self._approx_scores(q, st, r), dtype=np.float32)
+                    a = np.asarray(s._approx_scores(q, st, r, prepared), dtype=np.float32)
                     out[key] = np.where(r >= 0, a, -np.inf).astype(np.float32)
         return out
-
-    def _approx_scores(self, q: MultiVectors, st: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The searcher's own approximate MaxSim of ``rows`` (so a shard scores exactly as
-        the single process: centroid ids, refined by approximate codes where it has them)."""
-        s = self.searcher
-        own = getattr(s, "_approx_scores", None)
-        if own is not None:
-            return np.asarray(own(q, st, rows))
-        from mvr._approx import centroid_scores
-
-        assert s._tok_starts is not None and s._cids is not None
-        return np.asarray(centroid_scores(st, q.offsets, rows, s._tok_starts, s._cids))
 
     def exact(self, q: MultiVectors, rows: np.ndarray) -> dict[str, Any]:
         """Exact MaxSim of each query against its global ``rows`` of this shard (shape
