@@ -33,6 +33,14 @@ from quality_scifact import ndcg10, overlap  # noqa: E402  (scripts/ is on sys.p
 
 def measure(s: Any, q: Any, qids: list[str], qrels: dict[str, Any], ex: Any,
             kw: dict[str, Any]) -> dict[str, Any]:
+    """One operating point: search keywords, plus ``centroid_candidates`` /
+    ``centroid_nprobe``, which replace the index config's for the run."""
+    import dataclasses
+
+    point = dict(kw)
+    kw = dict(kw)
+    cfg = {k: kw.pop(k) for k in ("centroid_candidates", "centroid_nprobe") if k in kw}
+    s.config = dataclasses.replace(s.config, **cfg)
     s.search(q[:4], k=10, **kw)  # warm-up (numba, faiss)
     lat, ids, scores = [], [], []
     for i in range(len(q)):
@@ -41,7 +49,7 @@ def measure(s: Any, q: Any, qids: list[str], qrels: dict[str, Any], ex: Any,
         lat.append(time.perf_counter() - t)
         ids += r.ids
         scores += r.scores
-    return {**kw, "ndcg10": ndcg10(qrels, qids, ids, scores), "recall10_vs_exhaustive":
+    return {**point, "ndcg10": ndcg10(qrels, qids, ids, scores), "recall10_vs_exhaustive":
             overlap(ids, ex.ids), "p50_ms": 1e3 * float(np.median(lat)),
             "p95_ms": 1e3 * float(np.percentile(lat, 95))}
 
@@ -53,6 +61,7 @@ def main() -> None:
     ap.add_argument("--work", default=".cache/indexes/scifact-defaults")
     ap.add_argument("--points", default="[]", help="JSON list of search keyword dicts")
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--reuse", action="store_true", help="keep an index already built at --work")
     args = ap.parse_args()
 
     import faiss
@@ -71,15 +80,22 @@ def main() -> None:
     qids = [i for i in data.qrels if i in set(qtable.ids)]
     q = enc.encode_queries(qids)
     t = time.perf_counter()
-    m = build_index(args.work, PrecomputedDocuments(enc), enc, IndexConfig(), progress=False,
-                    overwrite=True)
+    if args.reuse and (Path(args.work) / "manifest.json").is_file():
+        from mvr._manifest import read_manifest
+
+        m = read_manifest(args.work)
+    else:
+        m = build_index(args.work, PrecomputedDocuments(enc), enc, IndexConfig(), progress=False,
+                        overwrite=True)
     out: dict[str, Any] = {"build_s": time.perf_counter() - t, "documents": m["counts"]["documents"],
                            "tokens": m["counts"]["tokens"], "config": m["config"], "points": []}
     with threadpool_limits(1), Searcher.open(args.work, mode="ssd") as s:
         faiss.omp_set_num_threads(1)
         ex = s.exhaustive(q, k=10)
         out["ndcg10_exhaustive"] = ndcg10(data.qrels, qids, ex.ids, ex.scores)
+        base = s.config
         for kw in [{}] + json.loads(args.points):
+            s.config = base
             out["points"].append(measure(s, q, qids, data.qrels, ex, kw))
             print(json.dumps(out["points"][-1]), flush=True)
     print(f"\n{Path(args.data).name}: {len(qids)} queries, {out['documents']:,} documents, "
