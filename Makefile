@@ -47,8 +47,14 @@ $(STRACE):
 	  || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y --no-install-recommends strace)
 
+# Two workers, one per core, each taking whole files, longest first (tests/conftest.py); each
+# worker's torch/OpenMP runs one thread (two workers x two threads on two cores stall in
+# OpenMP barriers). `$(PY) -m pytest` alone runs the same tests in one process.
+TEST_WORKERS ?= 2
+
 test: install $(CHROMIUM) $(STRACE)
-	MVR_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
+	MVR_REQUIRE_BROWSER=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider \
+	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: install
 	$(VENV)/bin/mvr demo
