@@ -79,7 +79,7 @@ def test_demo_questions_find_their_module_in_the_top_3(tmp_path) -> None:  # typ
     from serving import Searcher
     from serving._demo import build_demo_index
 
-    enc = encoders.load("default", precision="auto", progress=False)
+    enc = encoders.load("default", precision="fast", progress=False)  # as mvr demo
     out = tmp_path / "demo"
     manifest = build_demo_index(out, enc, progress=False, echo=lambda *_: None)
     assert manifest["counts"]["documents"] == len(stdlib_docs_corpus())
