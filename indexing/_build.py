@@ -508,15 +508,15 @@ def _check_resume(progress: dict[str, Any], config: IndexConfig | None, identity
             f"{progress['encoder']!r}, got {identity!r}"
         )
     if config is not None:
-        given = config if config.fde is None else config.resolved(progress["dim"])
-        recorded = IndexConfig.from_dict(progress["config"])
-        if given.fde is None:
-            recorded_cmp = recorded.to_dict() | {"fde": None}
-        else:
-            recorded_cmp = recorded.to_dict()
-        if given.to_dict() != recorded_cmp:
+        # compared resolved (the recording is: fde fixed, approx_pq a divisor of the dim);
+        # a config without fde compares its other fields only
+        given = config.resolved(progress["dim"]).to_dict()
+        recorded_cmp = IndexConfig.from_dict(progress["config"]).to_dict()
+        if config.fde is None:
+            given, recorded_cmp = given | {"fde": None}, recorded_cmp | {"fde": None}
+        if given != recorded_cmp:
             raise ConfigError(
-                f"cannot resume with another config: expected {recorded_cmp}, got {given.to_dict()}"
+                f"cannot resume with another config: expected {recorded_cmp}, got {given}"
             )
 
 
