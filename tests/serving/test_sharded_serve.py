@@ -151,7 +151,12 @@ def test_killed_shard_is_503_or_partial_then_recovers(served: str, index: Path) 
     part = _post(f"{served}/search", {**body, "partial_results": True})
     assert part.status_code == 200, part.text
     got = part.json()
-    assert got["partial"] is True and got["missing_shards"] == [1]
+    if got["partial"] is False:
+        # Serve restarted the replica between the two requests (it can be that quick on an
+        # idle machine): then the answer must be the complete one, never a wrong merge
+        assert [x["ids"] for x in got["results"]] == [x["ids"] for x in before["results"]]
+        return
+    assert got["missing_shards"] == [1]
     # exactly what shard 0 answers alone (never shard 1's documents, never a wrong merge)
     from mvr._manifest import read_manifest
 
