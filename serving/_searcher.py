@@ -557,7 +557,9 @@ class Searcher:
         handle = self._prefetch(qf, n2 if self._approx_active(n, n2) else n) if rerank else None
         t = _tick(timings, "coarse_prefetch", t) if handle is not None else t
         if rerank and handle is None and self._overlap_reads(n, n2):
-            rows, handle = self._overlapped_candidates(q, qf, n, n2, timings)
+            from serving._overlap import overlapped_candidates
+
+            rows, handle = overlapped_candidates(self, q, qf, n, n2, timings)
             return self._finish(q, rows, k, timings, handle)
         fs_scores, fs_rows = self._first_stage(qf, n if rerank else k)
         t = _tick(timings, "first_stage", t)
@@ -581,45 +583,10 @@ class Searcher:
 
     def _overlap_reads(self, n: int, n2: int) -> bool:
         """Whether the re-rank reads can start before the first stage runs: an SSD store,
-        centroid lists and an approximate cut (see :meth:`_overlapped_candidates`)."""
+        centroid lists and an approximate cut (see :func:`serving._overlap.overlapped_candidates`)."""
         cc = self.config.centroid_candidates
         return (self._lists is not None and cc > 0 and n2 < n + cc
                 and hasattr(self.store, "prefetch") and self.mode == "ssd")
-
-    def _overlapped_candidates(
-        self, q: MultiVectors, qf: np.ndarray, n: int, n2: int, timings: dict[str, float]
-    ) -> tuple[np.ndarray, dict[int, Any]]:
-        """The approximate stage's ``n2`` rows per query, as :meth:`_approx` over the union of
-        the first stage's ``n`` and the centroid lists' candidates gives them (the same
-        set: ties by row id), with the SSD reads overlapped (ESPN's prefetch): the lists'
-        candidates are scored first and reads of their best ``n2`` start before the FDE
-        scan runs; the first stage's rows not among them are scored after it. Returns the
-        rows and the reads in flight (:meth:`DiskTokenStore.prefetch`)."""
-        from mvr._approx import centroid_candidates, query_centroid_similarities
-
-        assert self._lists is not None and self.codec is not None
-        t = time.perf_counter()
-        st = query_centroid_similarities(q.vectors, self.codec.centroids)
-        extra = centroid_candidates(
-            st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
-            self.config.centroid_candidates, self.config.centroid_nprobe, self._filter,
-        )
-        t = _tick(timings, "centroid_candidates", t)
-        prepared = self._prepare_pq(q, st)
-        sx = self._approx_scores(q, st, extra, prepared)
-        _, early = top_n(sx, n2, extra)
-        handle = self.store.prefetch(early[early >= 0])
-        t = _tick(timings, "approx_scores", t)
-        _, fs_rows = self._first_stage(qf, n)
-        t = _tick(timings, "first_stage", t)
-        fresh = [f[(f >= 0) & ~np.isin(f, e)] for f, e in zip(fs_rows, extra, strict=True)]
-        new = np.full((len(fresh), max((len(f) for f in fresh), default=0)), -1, np.int64)
-        for i, f in enumerate(fresh):
-            new[i, : len(f)] = f
-        sn = self._approx_scores(q, st, new, prepared)
-        _, best = top_n(np.concatenate([sx, sn], axis=1), n2, np.concatenate([extra, new], axis=1))
-        _tick(timings, "approx_scores", t)
-        return best, handle
 
     def _depths(
         self, k: int, candidates: int | None, rerank_candidates: int | None

@@ -209,6 +209,7 @@ def test_ssd_search_starts_reads_before_the_first_stage_and_matches_memory(tmp_p
     runs; the candidates and results are exactly those of memory mode's plain order."""
     from indexing import build_index
     from serving import Searcher
+    from serving._overlap import overlapped_candidates
 
     docs = clustered_docs(1500, seed=6, dim=32)
     rng = np.random.default_rng(4)
@@ -229,6 +230,6 @@ def test_ssd_search_starts_reads_before_the_first_stage_and_matches_memory(tmp_p
         assert ssd.store.stats()["rows_prefetched"] > 0
         # the same cut as the plain order computes
         plain = ssd._approx(q, ssd._first_stage(ssd._query_fdes(q), 100)[1], 15)
-        over, _ = ssd._overlapped_candidates(q, ssd._query_fdes(q), 100, 15, {})
+        over, _ = overlapped_candidates(ssd, q, ssd._query_fdes(q), 100, 15, {})
         for x, y in zip(plain, over, strict=True):
             assert set(x[x >= 0].tolist()) == set(y[y >= 0].tolist())
