@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,18 +177,21 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def verify_files(
     index_dir: str | os.PathLike[str], manifest: dict[str, Any], *, checksums: bool | int = True,
     always: Collection[str] = (),
+    paths: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> None:
     """Check that every file the manifest lists exists with its size (and SHA-256).
 
     ``checksums``: True hashes every file, False none, an int the files of at most that
-    many bytes; the files in ``always`` are hashed whatever their size.
+    many bytes; the files in ``always`` are hashed whatever their size. ``paths``: where
+    to read some of the files instead of under ``index_dir`` (a descriptor a reader holds,
+    ``/dev/fd/N``); messages still name the file by its path in the index.
 
     Raises :class:`CorruptIndexError` (missing or wrong size: truncated or extended)
     or :class:`ChecksumMismatchError`, naming the file and the expected and actual value.
     """
     root = Path(index_dir)
     for rel, entry in sorted(manifest["files"].items()):
-        p = root / rel
+        p = Path(paths[rel]) if paths is not None and rel in paths else root / rel
         try:
             size = p.stat().st_size
         except FileNotFoundError as e:

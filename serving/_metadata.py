@@ -19,6 +19,7 @@ import numpy as np
 from indexing._metadata import FIELD_TYPES, METADATA_FILE, METADATA_VERSION
 from mvr.errors import CorruptIndexError, FormatVersionError
 from mvr.format import SEGMENTS_DIR
+from serving._held_files import HeldFiles
 
 __all__ = ["FieldColumn", "SegmentMetadata", "IndexMetadata", "index_metadata", "metadata_summary"]
 
@@ -61,7 +62,9 @@ class FieldColumn:
 class SegmentMetadata:
     """The metadata columns of one segment (``num_documents`` rows)."""
 
-    def __init__(self, path: Path | None, num_documents: int) -> None:
+    def __init__(self, path: Path | None, num_documents: int, name: Path | None = None) -> None:
+        """``path``: where to read the file; ``name``: the file in error messages (its
+        path in the index when ``path`` is a held descriptor's)."""
         self.num_documents = num_documents
         self.types: dict[str, str] = {}
         self._table: Any = None
@@ -71,10 +74,11 @@ class SegmentMetadata:
             return
         import pyarrow as pa
 
+        read, path = path, path if name is None else name
         try:
             # read into RAM, not memory-mapped: a failing disk then raises an OSError here
             # instead of a SIGBUS at some later filter (the columns are small)
-            with pa.OSFile(str(path), "rb") as source:
+            with pa.OSFile(str(read), "rb") as source:
                 self._table = pa.ipc.open_file(source).read_all()
         except pa.ArrowInvalid as e:
             raise CorruptIndexError(f"{path}: expected an Arrow IPC file, got {e}") from e
@@ -134,20 +138,27 @@ def _column(chunked: Any, kind: str) -> FieldColumn:
 class IndexMetadata:
     """Metadata of every segment of a searcher's snapshot, rows in the searcher's order."""
 
-    def __init__(self, root: Path, segments: list[dict[str, Any]], files: dict[str, Any]) -> None:
+    def __init__(self, root: Path, segments: list[dict[str, Any]], files: dict[str, Any],
+                 held: HeldFiles | None = None) -> None:
+        """``held``: the descriptors the searcher opened at open time, read instead of the
+        paths (a compaction since may have unlinked them); released once read."""
         from mvr._manifest import verify_files
 
         self.segments: list[SegmentMetadata] = []
         starts = [0]
         # read when first used, and hashed then
-        names = {f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}" for seg in segments}
-        verify_files(root, {"files": {k: v for k, v in files.items() if k in names}})
+        names = sorted({f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}" for seg in segments}
+                       & set(files))
+        at = held.paths(names) if held is not None else {rel: root / rel for rel in names}
+        verify_files(root, {"files": {k: files[k] for k in names}}, paths=at)
         for seg in segments:
             rel = f"{SEGMENTS_DIR}/{seg['name']}/{METADATA_FILE}"
-            path = root / rel if rel in files else None
-            self.segments.append(SegmentMetadata(path, int(seg["documents"])))
+            path = at.get(rel)
+            self.segments.append(SegmentMetadata(path, int(seg["documents"]), root / rel))
             starts.append(starts[-1] + int(seg["documents"]))
         self.starts = np.asarray(starts, dtype=np.int64)
+        if held is not None:
+            held.release(names)
 
     @property
     def num_documents(self) -> int:
@@ -174,7 +185,7 @@ def index_metadata(searcher: Any) -> IndexMetadata:
         meta = _CACHE.get(searcher)
         if meta is None:
             meta = IndexMetadata(Path(searcher.path), list(searcher.manifest["segments"]),
-                                 searcher.manifest["files"])
+                                 searcher.manifest["files"], getattr(searcher, "_held", None))
             _CACHE[searcher] = meta
         return meta
 

@@ -58,6 +58,7 @@ from mvr.errors import (
 )
 from mvr.format import SEGMENTS_DIR, TOKENS_FILE
 from serving._first_stage import ExactFirstStage, SegmentedFirstStage, top_n
+from serving._held_files import HeldFiles, lazy_files
 from serving._stages import check_k as _check_k
 from serving._stages import tick as _tick
 from serving._prefetch import StageTimer, attach_to_searcher, search_stream
@@ -202,6 +203,9 @@ class Searcher:
         self.mode = mode
         self.store = None
         try:
+            # metadata and BM25 are loaded on first use: held now, so that a compaction
+            # meanwhile cannot unlink them from under this snapshot (serving._held_files)
+            self._held = HeldFiles(self.path, lazy_files(self.manifest))
             self._load_rows()
             self._load_codec()
             self.first_stage = self._load_first_stage()
@@ -761,6 +765,8 @@ class Searcher:
         """Release the store and the open files (idempotent)."""
         if getattr(self, "store", None) is not None:
             self.store.close()
+        if getattr(self, "_held", None) is not None:
+            self._held.close()
         for r in self._texts:
             if r is not None:
                 r.close()
