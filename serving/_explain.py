@@ -195,6 +195,8 @@ def _reproduces(pooled: np.ndarray, stored: np.ndarray, q: np.ndarray, score: fl
 
 def _stored_vectors(searcher: Any, doc_id: str) -> np.ndarray:
     """The document's vectors in the re-ranking table (what the searcher scores)."""
+    if hasattr(searcher, "stored_vectors"):  # sharded: asked of the shard that holds it
+        return np.asarray(searcher.stored_vectors(doc_id), dtype=np.float32)
     row = searcher._id_to_row[doc_id]  # get_texts checked the id already
     got: MultiVectors = searcher.store.get(np.array([row], dtype=np.int64))
     return np.asarray(got[0], dtype=np.float32)

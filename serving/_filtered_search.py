@@ -24,6 +24,7 @@ from mvr._multivectors import MultiVectors
 from mvr._protocols import SearchResults
 from mvr.errors import ConfigError, InvalidInputError
 from serving._filters import filter_mask
+from serving._first_stage import top_n
 from serving._hybrid import HybridConfig, fuse, parse_hybrid
 
 __all__ = ["SELECTIVE_FACTOR", "search_filtered", "allowed_rows", "dense_search", "filtered_path"]
@@ -174,7 +175,8 @@ def hybrid_search(
         s = bm25.scores(text)
         s_masked = np.where(allowed & (s > 0), s, -np.inf)
         m = min(depth, int(np.isfinite(s_masked).sum()))
-        top = np.argpartition(-s_masked, m - 1)[:m] if m else np.zeros(0, np.int64)
+        # ties at the cut go to the lower row (as a sharded search cuts: serving._sharded_filtered)
+        top = top_n(s_masked[None, :], m)[1][0] if m else np.zeros(0, np.int64)
         d_rows = np.asarray([searcher._id_to_row[d] for d in dense.ids[i]], dtype=np.int64)
         rows = np.unique(np.concatenate([d_rows, top.astype(np.int64)]))
         late = np.full(len(rows), np.nan)

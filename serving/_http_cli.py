@@ -64,6 +64,9 @@ def serve_command(
     shard_cpus: Annotated[float, typer.Option(help="--ray: CPUs reserved per shard")] = 1.0,
     shard_timeout: Annotated[float, typer.Option(
         help="--ray: seconds a shard may take before it counts as down (503)")] = 30.0,
+    request_timeout: Annotated[float | None, typer.Option(
+        help="--ray: end-to-end seconds per HTTP request at Serve's proxy (408 after; "
+             "Serve's request_timeout_s; default none)")] = None,
 ) -> None:
     """Serve an index over HTTP: POST /search, /rerank, /explain; GET /health, /stats; page at /.
 
@@ -100,8 +103,9 @@ def serve_command(
         raise typer.BadParameter(f"{index}: expected an mvr index (manifest.json), found none")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: binding {settings.host}, reachable beyond this machine", err=True)
-    if ray or shards is not None or ray_address is not None:
-        _serve_on_ray(settings, ray, ray_address, shards, shard_cpus, shard_timeout)
+    if ray or shards is not None or ray_address is not None or request_timeout is not None:
+        _serve_on_ray(settings, ray, ray_address, shards, shard_cpus, shard_timeout,
+                      request_timeout)
         return
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
@@ -110,11 +114,12 @@ def serve_command(
 
 
 def _serve_on_ray(settings: Any, ray: bool, address: str | None, shards: int | None,
-                  shard_cpus: float, shard_timeout: float) -> None:
+                  shard_cpus: float, shard_timeout: float, request_timeout: float | None
+                  ) -> None:
     """``--ray``: deploy on Ray Serve (serving._ray_serve) and serve until interrupted."""
     if not ray:
-        raise typer.BadParameter("--shards and --ray-address need --ray (sharded serving "
-                                 "runs on Ray)")
+        raise typer.BadParameter("--shards, --ray-address and --request-timeout need --ray "
+                                 "(sharded serving runs on Ray)")
     if shards is None:
         raise typer.BadParameter("--ray: expected --shards K (shard replicas), got none")
     from mvr.errors import MVRError
@@ -126,7 +131,7 @@ def _serve_on_ray(settings: Any, ray: bool, address: str | None, shards: int | N
                                  ) from e
     try:
         cfg = ShardedServeConfig(shards=shards, shard_cpus=shard_cpus,
-                                 shard_timeout_s=shard_timeout)
+                                 shard_timeout_s=shard_timeout, request_timeout_s=request_timeout)
         run_sharded(settings, cfg, address=address)
     except MVRError as e:
         raise typer.BadParameter(str(e)) from e

@@ -10,7 +10,8 @@ One application, ``K + 1`` deployments::
                              merges (serving._sharded)
 
 Serve's proxy listens on ``settings.host:settings.port`` and forwards every route to
-the ingress, so the HTTP API is the one of ``mvr serve`` (``/search``, ``/rerank``,
+the ingress, so the HTTP API is the one of ``mvr serve`` (``/search`` with filters and
+hybrid fusion, ``/rerank``, ``/explain``,
 ``/health``, ``/stats`` with each shard's health). A shard replica that dies (its
 process killed, its node lost) fails or times out its calls: the request answers 503,
 or with ``partial_results`` the other shards' merge flagged ``partial``; Serve's
@@ -37,7 +38,8 @@ from ray import serve
 from mvr.errors import ConfigError
 from serving._sharded import ShardedSearcher, ShardSearcher, assign_shards
 
-__all__ = ["ShardReplica", "Ingress", "ShardedServeConfig", "build_app", "run_sharded"]
+__all__ = ["ShardReplica", "Ingress", "ShardedServeConfig", "build_app", "http_options",
+           "run_sharded"]
 
 APP_NAME = "mvr"
 
@@ -61,6 +63,11 @@ class ShardedServeConfig:
         How often Serve checks each replica (a dead one is replaced after that).
     graceful_shutdown_s : float
         How long a replica that is stopped may finish the requests it holds.
+    request_timeout_s : float, optional
+        End-to-end timeout of an HTTP request at Serve's proxy (``http_options``'
+        ``request_timeout_s``: the proxy answers 408 after it). None: Serve's default, no
+        timeout. Serve's proxy is one per cluster: the first ``serve.start`` on a cluster
+        sets it, a later one does not change it.
     """
 
     shards: int
@@ -69,6 +76,7 @@ class ShardedServeConfig:
     shard_timeout_s: float = 30.0
     health_check_period_s: float = 2.0
     graceful_shutdown_s: float = 20.0
+    request_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.shards, int) or isinstance(self.shards, bool) or self.shards < 1:
@@ -79,6 +87,9 @@ class ShardedServeConfig:
         for name in ("shard_timeout_s", "health_check_period_s", "graceful_shutdown_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected > 0 seconds, got {getattr(self, name)!r}")
+        if self.request_timeout_s is not None and not self.request_timeout_s > 0:
+            raise ConfigError(f"request_timeout_s: expected > 0 seconds or None, got "
+                              f"{self.request_timeout_s!r}")
 
 
 @serve.deployment(name="shard", max_ongoing_requests=16)
@@ -95,6 +106,21 @@ class ShardReplica:
 
     def exact(self, *args: Any) -> dict[str, Any]:
         return self._shard.exact(*args)
+
+    def count(self, tree: Any) -> int:
+        return self._shard.count(tree)
+
+    def exact_all(self, *args: Any) -> dict[str, Any]:
+        return self._shard.exact_all(*args)
+
+    def approx_all(self, *args: Any) -> dict[str, Any]:
+        return self._shard.approx_all(*args)
+
+    def bm25(self, *args: Any) -> dict[str, Any]:
+        return self._shard.bm25(*args)
+
+    def vectors(self, ids: list[str]) -> dict[str, Any]:
+        return self._shard.vectors(ids)
 
     def ids_of(self, rows: Any) -> list[str]:
         return self._shard.ids_of(rows)
@@ -193,6 +219,16 @@ def build_app(settings: Any, cfg: ShardedServeConfig) -> Any:
         _settings_dict(settings), manifest, spans, cfg.shard_timeout_s, *shards)
 
 
+def http_options(settings: Any, cfg: ShardedServeConfig) -> dict[str, Any]:
+    """``serve.start``'s ``http_options``: where the proxy listens, and its end-to-end
+    request timeout (Ray Serve's ``request_timeout_s``; the older
+    ``SERVE_REQUEST_PROCESSING_TIMEOUT_S`` variable is deprecated by Serve)."""
+    out: dict[str, Any] = {"host": settings.host, "port": settings.port}
+    if cfg.request_timeout_s is not None:
+        out["request_timeout_s"] = cfg.request_timeout_s
+    return out
+
+
 def run_sharded(settings: Any, cfg: ShardedServeConfig, *, address: str | None = None,
                 blocking: bool = True) -> None:
     """Connect to Ray (``address``; None = start a local one), start Serve's proxy on
@@ -205,5 +241,5 @@ def run_sharded(settings: Any, cfg: ShardedServeConfig, *, address: str | None =
     app = build_app(settings, cfg)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, configure_logging=False)
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options=http_options(settings, cfg))
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)

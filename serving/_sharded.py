@@ -132,13 +132,20 @@ class ShardSearcher:
 
     # ------------------------------------------------------------------ the two phases
     def first(self, qf: np.ndarray, q: MultiVectors, n: int, approx: bool,
-              centroid_n: int = 0) -> dict[str, Any]:
+              centroid_n: int = 0, tree: Any = None) -> dict[str, Any]:
         """First-stage top ``n`` (global rows, -1 pads); with ``centroid_n``, this shard's
         top ``centroid_n`` rows from its centroid inverted lists and their list scores
         (``cand_rows``, ``cand_scores``: ties by the lower row, as the single process
-        cuts); when ``approx``, the approximate MaxSim of all of them (-inf for pads)."""
+        cuts); when ``approx``, the approximate MaxSim of all of them (-inf for pads).
+        ``tree``: a parsed filter (checked by the ingress); only the rows it keeps."""
         s = self.searcher
-        scores, rows = s._first_stage(qf, n)
+        mask = s._filter
+        if tree is not None:
+            from serving._sharded_filtered import shard_mask
+
+            keep = shard_mask(self, tree)
+            mask = None if keep.all() else keep
+        scores, rows = s.first_stage.search(qf, n, allowed=mask)
         out: dict[str, Any] = {"scores": scores, "rows": _to_global(rows, self.base),
                                "approx": None, "cand_rows": None, "cand_scores": None,
                                "cand_approx": None}
@@ -151,7 +158,7 @@ class ShardSearcher:
         if centroid_n and s._lists is not None:
             cand, cs = scored_centroid_candidates(
                 st, q.offsets, s._lists[0], s._lists[1], len(s.ids), centroid_n,
-                s.config.centroid_nprobe, s._filter)
+                s.config.centroid_nprobe, mask)
             out["cand_rows"], out["cand_scores"] = _to_global(cand, self.base), cs
         if approx:  # the searcher's own approximate MaxSim (approximate codes where present)
             prepared = s._prepare_pq(q, st)
@@ -174,6 +181,34 @@ class ShardSearcher:
         if flat.size:
             scores[valid] = s._score(q, s._fetch(flat), offsets)
         return {"scores": scores, "ids": [s.ids[r] for r in flat.tolist()]}
+
+    # filters and hybrid fusion: the shard's side of serving._sharded_filtered
+    def count(self, tree: Any) -> int:
+        from serving._sharded_filtered import shard_mask
+
+        return int(shard_mask(self, tree).sum())
+
+    def exact_all(self, q: MultiVectors, tree: Any, k: int) -> dict[str, Any]:
+        from serving._sharded_filtered import shard_exact_all
+
+        return shard_exact_all(self, q, tree, k)
+
+    def approx_all(self, q: MultiVectors, tree: Any, n2: int) -> dict[str, Any]:
+        from serving._sharded_filtered import shard_approx_all
+
+        return shard_approx_all(self, q, tree, n2)
+
+    def bm25(self, texts: list[str], tree: Any, depth: int, rows: np.ndarray) -> dict[str, Any]:
+        from serving._sharded_filtered import shard_bm25
+
+        return shard_bm25(self, texts, tree, depth, rows)
+
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of the live ``ids`` this shard holds (what it scores)."""
+        m = self.searcher._id_to_row
+        held = [d for d in ids if d in m]
+        got = self.searcher.store.get(np.asarray([m[d] for d in held], dtype=np.int64))
+        return {d: np.asarray(got[i], dtype=np.float32) for i, d in enumerate(held)}
 
     def ids_of(self, rows: np.ndarray) -> list[str]:
         return [self.searcher.ids[int(r) - self.base] for r in rows]
@@ -332,32 +367,50 @@ class ShardedSearcher:
     def search(self, queries: Any, *, k: int = 10, candidates: int | None = None,
                rerank: bool = True, rerank_candidates: int | None = None, filter: Any = None,
                hybrid: Any = None, partial_results: bool = False) -> ShardedResults:
-        """:meth:`serving.Searcher.search` over the shards (filters and hybrid fusion are
-        not sharded yet: ConfigError)."""
+        """:meth:`serving.Searcher.search` over the shards; with a filter or hybrid fusion
+        :func:`serving._sharded_filtered.search_filtered` (the same answers too)."""
         if filter is not None or (hybrid is not None and hybrid is not False):
-            raise ConfigError("filter / hybrid: not supported by the sharded server yet; serve "
-                              "the index with one process (mvr serve without --ray)")
+            from serving._sharded_filtered import search_filtered
+
+            return search_filtered(self, queries, k=k, candidates=candidates, rerank=rerank,
+                                   rerank_candidates=rerank_candidates, filter=filter,
+                                   hybrid=hybrid, partial_results=partial_results)
         check_k(k, "k")
+        n, n2 = self._depths(k, candidates, rerank_candidates)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        q = self._queries(queries)
+        _tick(timings, "encode", t)
+        missing: set[int] = set()
+        hits = self._dense(q, k, n, n2, rerank, None, partial_results, missing, timings)
+        return self._results(hits, timings, missing)
+
+    def _depths(self, k: int, candidates: int | None, rerank_candidates: int | None
+                ) -> tuple[int, int]:
+        """(N, N2) as :meth:`serving.Searcher._depths`: validated, N2 at most N plus the
+        centroid lists' candidates."""
         n = self.config.default_candidates if candidates is None else candidates
         check_k(n, "candidates")
         n = max(n, k)
         n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
         check_k(n2, "rerank_candidates")
-        n2 = max(n2, k)
-        timings: dict[str, float] = {}
+        c = self.config.centroid_candidates if self._has_lists else 0
+        return n, min(max(n2, k), n + c)
+
+    def _dense(self, q: MultiVectors, k: int, n: int, n2: int, rerank: bool, tree: Any,
+               partial: bool, missing: set[int], timings: dict[str, float]) -> _Hits:
+        """The unfiltered search path (or the first-stage path of a filtered one, ``tree``:
+        a parsed filter the shards apply before their cuts), from the query vectors."""
         t = time.perf_counter()
-        q = self._queries(queries)
         from mvr._fde import encode_query_fdes
 
         qf = np.asarray(encode_query_fdes(q, self._query_fde_config), np.float32)
-        t = _tick(timings, "encode", t)
-        missing: set[int] = set()
+        t = _tick(timings, "query_fde", t)
         everyone = list(range(len(self.shards)))
         c = self.config.centroid_candidates if self._has_lists and rerank else 0
-        n2 = min(n2, n + c)  # as Searcher._depths
         use_approx = rerank and self._has_cids and n2 < n + c
-        got = self._fan("first", [(qf, q, n if rerank else k, use_approx, c)] * len(everyone),
-                        everyone, partial_results, missing)
+        got = self._fan("first", [(qf, q, n if rerank else k, use_approx, c, tree)]
+                        * len(everyone), everyone, partial, missing)
         t = _tick(timings, "first_stage", t)
         if not got:
             raise ShardUnavailableError(sorted(missing), "no shard answered")
@@ -365,7 +418,7 @@ class ShardedSearcher:
         fs_s, fs_r = merge_top_n([(got[i]["scores"], got[i]["rows"]) for i in order],
                                  n if rerank else k)
         if not rerank:
-            return self._first_stage_results(fs_s, fs_r, k, timings, missing)
+            return self._first_stage_hits(fs_s, fs_r, k)
         rows = fs_r
         if c:  # the global top c of the lists: the merge of each shard's top c
             _, cand = merge_top_n([(got[i]["cand_scores"], got[i]["cand_rows"]) for i in order], c)
@@ -376,9 +429,9 @@ class ShardedSearcher:
                      if got[i][r] is not None]
             _, rows = top_n(self._gather(rows, parts), n2, rows)
         t = _tick(timings, "approx", t)
-        res = self._exact(q, rows, k, partial_results, missing, timings)
+        hits = self._exact(q, rows, k, partial, missing)
         _tick(timings, "rerank", t)
-        return res
+        return hits
 
     @staticmethod
     def _gather(rows: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -400,8 +453,11 @@ class ShardedSearcher:
     def _owner(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._bases, rows, side="right") - 1
 
-    def _exact(self, q: MultiVectors, rows: np.ndarray, k: int, partial: bool,
-               missing: set[int], timings: dict[str, float]) -> ShardedResults:
+    def _exact_scores(self, q: MultiVectors, rows: np.ndarray, partial: bool,
+                      missing: set[int]) -> tuple[np.ndarray, dict[int, str]]:
+        """Exact MaxSim of each query against its global ``rows`` (shape (n_q, m), -1
+        pads), each row scored by its shard: scores (-inf for pads and rows of shards
+        that did not answer) and the rows' ids."""
         owner = np.where(rows >= 0, self._owner(np.maximum(rows, 0)), -1)
         want = sorted({int(o) for o in owner[owner >= 0].tolist()} - missing)
         args = [(q, np.where(owner == i, rows, -1)) for i in want]
@@ -412,15 +468,22 @@ class ShardedSearcher:
             mask = owner == i
             scores[mask] = ans["scores"][mask]
             names.update(zip(rows[mask].tolist(), ans["ids"], strict=True))
+        return scores, names
+
+    def _exact(self, q: MultiVectors, rows: np.ndarray, k: int, partial: bool,
+               missing: set[int]) -> _Hits:
+        """The exact top ``k`` of each query's ``rows`` (ties by the lower row)."""
+        scores, names = self._exact_scores(q, rows, partial, missing)
         keep = np.isfinite(scores)
         s, r = top_n(np.where(keep, scores, -np.inf), k, np.where(keep, rows, -1))
-        ids = [[names[x] for x in row[row >= 0].tolist()] for row in r]
-        out = [si[ri >= 0] for si, ri in zip(s, r, strict=True)]
-        return ShardedResults(ids=ids, scores=out, timings=timings, partial=bool(missing),
-                              missing_shards=sorted(missing))
+        return _Hits.of(s, r, names)
 
-    def _first_stage_results(self, s: np.ndarray, r: np.ndarray, k: int,
-                             timings: dict[str, float], missing: set[int]) -> ShardedResults:
+    @staticmethod
+    def _results(hits: _Hits, timings: dict[str, float], missing: set[int]) -> ShardedResults:
+        return ShardedResults(ids=hits.ids, scores=hits.scores, timings=timings,
+                              partial=bool(missing), missing_shards=sorted(missing))
+
+    def _first_stage_hits(self, s: np.ndarray, r: np.ndarray, k: int) -> _Hits:
         owner = np.where(r >= 0, self._owner(np.maximum(r, 0)), -1)
         names: dict[int, str] = {}
         for i in sorted({int(o) for o in owner[owner >= 0].tolist()}):
@@ -429,9 +492,7 @@ class ShardedSearcher:
             if failed:
                 raise ShardUnavailableError([i], failed[i])
             names.update(zip(rows.tolist(), ans[i], strict=True))
-        ids = [[names[x] for x in row[row >= 0].tolist()] for row in r]
-        return ShardedResults(ids=ids, scores=[si[ri >= 0] for si, ri in zip(s, r, strict=True)],
-                              timings=timings, partial=bool(missing), missing_shards=sorted(missing))
+        return _Hits.of(s, r, names)
 
     def rerank(self, queries: Any, doc_ids: list[list[str]], *, k: int | None = None
                ) -> ShardedResults:
@@ -444,11 +505,17 @@ class ShardedSearcher:
         rows = np.full((len(q), max(width, 1)), -1, dtype=np.int64)
         for i, ds in enumerate(doc_ids):
             rows[i, : len(ds)] = [row_of[d] for d in ds]
-        return self._exact(q, rows, width if k is None else k, False, set(), {})
+        return self._results(self._exact(q, rows, width if k is None else k, False, set()),
+                             {}, set())
 
     def get_texts(self, ids: list[str]) -> list[str | None]:
         held = self._lookup("texts", list(ids))
         return [held[d] for d in ids]
+
+    def stored_vectors(self, doc_id: str) -> np.ndarray:
+        """The document's vectors in its shard's table (what ``/explain`` splits the
+        score over). Shape: (n_vectors, dim) float32."""
+        return self._lookup("vectors", [doc_id])[doc_id]
 
     def _lookup(self, method: str, ids: list[str]) -> dict[str, Any]:
         """Ask every shard for what it holds of ``ids`` (``rows_of`` or ``texts``). A shard
@@ -488,6 +555,21 @@ class ShardedSearcher:
         for s in self.shards:
             if hasattr(s, "close") and not hasattr(s, "submit"):
                 s.close()
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """A merged top-k: ids and scores per query, and the global rows (shape (n_q, k), -1
+    pads) that hybrid fusion goes on with."""
+
+    ids: list[list[str]]
+    scores: list[np.ndarray]
+    rows: np.ndarray
+
+    @staticmethod
+    def of(s: np.ndarray, r: np.ndarray, names: dict[int, str]) -> _Hits:
+        ids = [[names[x] for x in row[row >= 0].tolist()] for row in r]
+        return _Hits(ids=ids, scores=[si[ri >= 0] for si, ri in zip(s, r, strict=True)], rows=r)
 
 
 def _to_global(rows: np.ndarray, base: int) -> np.ndarray:

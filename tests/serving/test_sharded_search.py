@@ -233,8 +233,11 @@ def test_shard_down_is_503_or_flagged_partial(index: tuple[Path, list]) -> None:
 @pytest.mark.parametrize(("args", "expected"), [
     (["--ray", "--shards", "0"], "shards: expected an int >= 1, got 0"),
     (["--ray", "--shards", "4"], "expected 1 <= K <= 3 (the index's segments), got 4"),
-    (["--shards", "2"], "--shards and --ray-address need --ray"),
+    (["--shards", "2"], "--shards, --ray-address and --request-timeout need --ray"),
     (["--ray-address", "auto", "--shards", "2"], "need --ray"),
+    (["--request-timeout", "5"], "need --ray"),
+    (["--ray", "--shards", "2", "--request-timeout", "0"],
+     "request_timeout_s: expected > 0 seconds or None, got 0.0"),
     (["--ray"], "expected --shards K"),
     (["--ray", "--shards", "2", "--port", "0"], "--ray needs a fixed port"),
 ])
