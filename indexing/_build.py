@@ -520,17 +520,20 @@ def _check_resume(progress: dict[str, Any], config: IndexConfig | None, identity
             )
 
 
-def previous_generation(root: Path, overwrite: bool) -> int:
+def previous_generation(root: Path, overwrite: bool, resuming: bool = False) -> int:
     """The generation of the index a new build at ``root`` replaces (0: none). An index
-    or an interrupted build there is refused unless ``overwrite``."""
+    or an interrupted build there is refused unless ``overwrite``; ``resuming`` (a resume
+    that found no progress record) discards an interrupted build too: it was killed
+    before it recorded anything to continue (e.g. between creating ``.build/`` and its
+    first batch)."""
     try:
         old = read_manifest(root)
     except IndexNotFoundError:
         old = None
     except IncompleteIndexError:
-        if not overwrite:
+        if not (overwrite or resuming):
             raise  # its message says how to resume
-        old = None  # overwrite: the interrupted build is discarded
+        old = None  # the interrupted build is discarded
     if old is not None and not overwrite:
         raise ConfigError(
             f"{root} already holds an index (generation {old['generation']}); pass overwrite=True "
@@ -552,9 +555,8 @@ def _open_session(
             root, "build", cfg, identity, progress["dim"], progress["segment"],
             progress["generation"], consumed=progress["consumed"],
         )
-        session.open(progress["state"])
-        return session
-    previous = previous_generation(root, overwrite)
+        return _opened(session, progress["state"])
+    previous = previous_generation(root, overwrite, resuming=resume)
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     dim = encoder.dim if encoder is not None else documents_dim
     if dim is None:
@@ -564,7 +566,17 @@ def _open_session(
     seg = f"seg-{generation:06d}"
     shutil.rmtree(root / SEGMENTS_DIR / seg, ignore_errors=True)
     session = BuildSession(root, "build", cfg, identity, int(dim), seg, generation)
-    session.open(None)
+    return _opened(session, None)
+
+
+def _opened(session: BuildSession, state: dict[str, Any] | None) -> BuildSession:
+    """``session.open(state)``; the files it opened are closed again if that fails (e.g.
+    its first progress record hits a full disk)."""
+    try:
+        session.open(state)
+    except BaseException:
+        session.close()
+        raise
     return session
 
 

@@ -243,8 +243,8 @@ def build_part(root: Path, plan: dict[str, Any], part: int, encoder: Any, codec:
     shutil.rmtree(session.seg_dir, ignore_errors=True)  # a retried attempt starts afresh
     shutil.rmtree(session.build_dir, ignore_errors=True)
     session.codec = codec
-    session.open(None)
     try:
+        session.open(None)
         for batch in _batches(read_part(root, part), session.config.batch_size, 0):
             session.add_batch(batch, encoder, set())
         done = session.finish()
@@ -308,20 +308,22 @@ def _connect(address: str | None) -> bool:
     return True
 
 
-def _fresh_start(root: Path, overwrite: bool) -> int:
+def _fresh_start(root: Path, overwrite: bool, resuming: bool) -> int:
     """Check that ``root`` may be built into (as ``build_index``); the new generation."""
-    generation = previous_generation(root, overwrite) + 1
+    generation = previous_generation(root, overwrite, resuming) + 1
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     return generation
 
 
 def _plan(root: Path, documents: Iterable[Any], spec: Any, config: IndexConfig | None,
-          ray_cfg: DistributedConfig, overwrite: bool, timings: dict[str, float]) -> dict:
-    """Stage the input, sample and train the codec; write and return the plan."""
+          ray_cfg: DistributedConfig, overwrite: bool, timings: dict[str, float],
+          resuming: bool = False) -> dict:
+    """Stage the input, sample and train the codec; write and return the plan
+    (``resuming``: a resume that found no plan)."""
     import ray
 
     t = time.perf_counter()
-    generation = _fresh_start(root, overwrite)
+    generation = _fresh_start(root, overwrite, resuming)
     cfg = config or IndexConfig()
     size = -(-ray_cfg.segment_size // cfg.batch_size) * cfg.batch_size
     parts, total, vec_dim = _stage(root, documents, size)
@@ -451,7 +453,8 @@ def build_index_distributed(
         timings: dict[str, float] = {}
         plan = _resumed_plan(root, config) if resume else None
         if plan is None:
-            plan = _plan(root, documents, encoder, config, ray_cfg, overwrite, timings)
+            plan = _plan(root, documents, encoder, config, ray_cfg, overwrite, timings,
+                         resuming=resume)
         elif not isinstance(encoder, str) and encoder is not None \
                 and encoder.identity != plan["identity"]:
             raise EncoderMismatchError(

@@ -198,6 +198,31 @@ def test_interrupted_build_refused_unless_resumed_or_overwritten(
     assert _snapshot(tmp_path) == expected
 
 
+@pytest.mark.parametrize("killed", ["after_mkdir_build", "before_first_progress"])
+def test_resume_of_a_build_killed_before_its_first_progress_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_build, killed  # type: ignore[no-untyped-def]
+) -> None:
+    """A build killed after creating ``.build/`` but before it first records progress has
+    nothing to continue: ``resume=True`` builds from scratch (it failed with 'incomplete
+    index ... finish it with --resume': scripts/crash_campaign.py --at syscall, a SIGKILL
+    at the build's 4th writing system call)."""
+    items, cfg, expected = clean_build
+    if killed == "after_mkdir_build":
+        (tmp_path / ".build").mkdir()
+    else:
+        with monkeypatch.context() as mp:
+            _fail_on_call(mp, build_mod.BuildSession, "_save_progress", 1)
+            with pytest.raises(_Boom):
+                build_index(tmp_path, items, None, cfg, progress=False)
+        assert (tmp_path / "segments").is_dir()
+    assert not (tmp_path / ".build" / "progress.json").exists()
+    with pytest.raises(IncompleteIndexError, match="--resume"):  # not discarded silently
+        build_index(tmp_path, items, None, cfg, progress=False)
+    build_index(tmp_path, items, None, cfg, resume=True, progress=False)
+    assert not (tmp_path / ".build").exists()
+    assert _snapshot(tmp_path) == expected
+
+
 def test_resume_refuses_another_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = clustered_docs(120, seed=2)
     cfg = small_config(batch_size=30)
