@@ -4,8 +4,13 @@ answers exactly as before the operation or as after it, or that ``mvr index --re
 completes the interrupted build. Prints the outcome counts per operation; exits 1 if a
 trial failed (each failure is printed with its kill time and error).
 
+``--at time`` draws a delay over the operation's duration; ``--at syscall`` (needs
+strace) kills at one of the operation's writing system calls (write, fsync, rename,
+unlink, truncate, mkdir, ...), drawn from those a traced run made.
+
     .venv/bin/python scripts/crash_campaign.py --trials 30
     .venv/bin/python scripts/crash_campaign.py --trials 5 --ops add,compact --seed 7
+    .venv/bin/python scripts/crash_campaign.py --trials 30 --ops add,delete,compact --at syscall
 
 The trials are those of ``tests/indexing/test_crash_kill.py`` (tests/fixtures/crash_lib.py).
 """
@@ -30,19 +35,23 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=30, help="kill trials per operation")
     add_ops_option(ap, crash_lib.OPERATIONS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--at", choices=crash_lib.KILL_AT, default="time",
+                    help="kill at a random time, or at a random writing system call")
     args = ap.parse_args()
     ops = parse_ops(ap, args.ops, crash_lib.OPERATIONS)
     rng = np.random.default_rng(args.seed)
     counts: dict[str, Counter[str]] = {}
     failures = []
     with tempfile.TemporaryDirectory(prefix="mvr-crash-") as tmp:
-        setup = crash_lib.prepare(Path(tmp), ops)
+        setup = crash_lib.prepare(Path(tmp), ops, args.at)
         for op in ops:
-            print(f"{op}: {args.trials} trials, the operation takes {setup.seconds[op]:.2f} s",
-                  flush=True)
+            calls = (f", {len(setup.calls[op])} writing system calls" if args.at == "syscall"
+                     else "")
+            print(f"{op}: {args.trials} trials, the operation takes {setup.seconds[op]:.2f} s"
+                  f"{calls}", flush=True)
             counts[op] = Counter()
             for n in range(args.trials):
-                outcome, detail = crash_lib.trial(setup, op, rng, n)
+                outcome, detail = crash_lib.trial(setup, op, rng, n, args.at)
                 counts[op][outcome] += 1
                 counts[op]["killed"] += detail.startswith("killed")
                 if outcome == "FAILED":
