@@ -273,6 +273,14 @@ class TokenCodec:
         return np.ascontiguousarray(np.matmul(self._approx_centroids, sub.transpose(0, 2, 1)))
 
     @property
+    def approx_centroids(self) -> np.ndarray:
+        """The approximate codes' sub-quantizer centroids: shape (approx_bytes, 256,
+        dim / approx_bytes), float32."""
+        if self.approx is None:
+            raise ConfigError("token codec: trained without approximate codes (approx_pq=0)")
+        return self._approx_centroids
+
+    @property
     def nbytes(self) -> int:
         """RAM of the centroids (the SQ ranges are negligible)."""
         extra = 0 if self.approx is None else int(self._approx_centroids.nbytes)

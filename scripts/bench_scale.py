@@ -70,7 +70,8 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-SEARCH_FIELDS = ("default_candidates", "default_rerank", "centroid_candidates", "centroid_nprobe")
+SEARCH_FIELDS = ("default_candidates", "default_rerank", "centroid_candidates", "centroid_nprobe",
+                 "token_candidates", "token_nprobe", "token_kprime")
 
 
 def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Path,
@@ -164,7 +165,7 @@ def child_sweep(index: Path, vectors: Path, nq: int, ref_path: Path, points: str
         faiss.omp_set_num_threads(1)
         for pt in json.loads(points):
             pt = dict(pt)
-            cfg = {k: pt.pop(k) for k in ("centroid_candidates", "centroid_nprobe") if k in pt}
+            cfg = {k: pt.pop(k) for k in SEARCH_FIELDS[2:] if k in pt}
             s.config = dataclasses.replace(base_cfg, **cfg)
             s.search(queries[:4], k=10, **pt)
             lat, ids, stages = [], [], {}

@@ -24,15 +24,12 @@ def overlapped_candidates(
     candidates are scored first and reads of their best ``n2`` start before the FDE
     scan runs; the first stage's rows not among them are scored after it. Returns the
     rows and the reads in flight (:meth:`DiskTokenStore.prefetch`)."""
-    from mvr._approx import centroid_candidates, query_centroid_similarities
+    from mvr._approx import query_centroid_similarities
 
-    assert searcher._lists is not None and searcher.codec is not None
+    assert searcher._extra_n() > 0 and searcher.codec is not None
     t = time.perf_counter()
     st = query_centroid_similarities(q.vectors, searcher.codec.centroids)
-    extra = centroid_candidates(
-        st, q.offsets, searcher._lists[0], searcher._lists[1], len(searcher.ids),
-        searcher.config.centroid_candidates, searcher.config.centroid_nprobe, searcher._filter,
-    )
+    extra = searcher._extra_candidates(q, st, searcher._filter)
     t = _tick(timings, "centroid_candidates", t)
     prepared = searcher._prepare_pq(q, st)
     sx = searcher._approx_scores(q, st, extra, prepared)

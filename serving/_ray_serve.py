@@ -116,6 +116,9 @@ class ShardReplica:
     def approx_all(self, *args: Any) -> dict[str, Any]:
         return self._shard.approx_all(*args)
 
+    def approx_rows(self, *args: Any) -> dict[str, Any]:
+        return self._shard.approx_rows(*args)
+
     def bm25(self, *args: Any) -> dict[str, Any]:
         return self._shard.bm25(*args)
 

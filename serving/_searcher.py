@@ -120,6 +120,7 @@ class Searcher:
         self._acodes: np.ndarray | None = None  # approximate code of every token (or None)
         self._tok_starts: np.ndarray | None = None
         self._lists: tuple[np.ndarray, np.ndarray] | None = None  # centroid inverted lists
+        self._tokens: Any = None  # serving._token_candidates.TokenCandidates (or None)
         self._stages = StageTimer()  # per-call stage latencies (percentiles in stats())
         self._prefetcher: Any = None
 
@@ -300,10 +301,10 @@ class Searcher:
             parts = [read_acodes(self._seg_dir(seg), int(seg["tokens"]), m)
                      for seg in self._segments()]
             self._acodes = parts[0] if len(parts) == 1 else np.concatenate(parts)  # no copy of 1
-        if self.config.centroid_candidates > 0:
-            from mvr._approx import centroid_lists
+        from serving._token_candidates import open_extra_candidates
 
-            self._lists = centroid_lists(self._cids, starts, self.codec.num_centroids)
+        self._tokens, self._lists = open_extra_candidates(
+            self.config, self.codec, self._cids, self._acodes, starts)
 
     def _layout(self) -> TableLayout:
         offs, segs, paths, sizes = [], [], [], []
@@ -587,10 +588,28 @@ class Searcher:
 
     def _overlap_reads(self, n: int, n2: int) -> bool:
         """Whether the re-rank reads can start before the first stage runs: an SSD store,
-        centroid lists and an approximate cut (see :func:`serving._overlap.overlapped_candidates`)."""
-        cc = self.config.centroid_candidates
-        return (self._lists is not None and cc > 0 and n2 < n + cc
-                and hasattr(self.store, "prefetch") and self.mode == "ssd")
+        token or centroid lists and an approximate cut (see :func:`serving._overlap.overlapped_candidates`)."""
+        cc = self._extra_n()
+        return cc > 0 and n2 < n + cc and hasattr(self.store, "prefetch") and self.mode == "ssd"
+
+    def _extra_n(self) -> int:
+        """Candidates per query the token (or centroid) lists add to the first stage's."""
+        if self._tokens is not None:
+            return self.config.token_candidates
+        return self.config.centroid_candidates if self._lists is not None else 0
+
+    def _extra_candidates(self, q: MultiVectors, st: np.ndarray, mask: Any) -> np.ndarray:
+        """Those candidates (shape (n_q, _extra_n()), -1 pads): the token lists' WARP
+        estimate (:mod:`serving._token_candidates`), else the centroid lists'."""
+        cfg = self.config
+        if self._tokens is not None:
+            return self._tokens.search(q.vectors, st, q.offsets, cfg.token_candidates,
+                                       cfg.token_nprobe, cfg.token_kprime, mask)[0]
+        from mvr._approx import centroid_candidates
+
+        assert self._lists is not None
+        return centroid_candidates(st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
+                                   cfg.centroid_candidates, cfg.centroid_nprobe, mask)
 
     def _depths(
         self, k: int, candidates: int | None, rerank_candidates: int | None
@@ -601,11 +620,10 @@ class Searcher:
         n = max(n, k)
         n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
         _check_k(n2, "rerank_candidates")
-        extra = self.config.centroid_candidates if self._lists is not None else 0
-        return n, min(max(n2, k), n + extra)
+        return n, min(max(n2, k), n + self._extra_n())
 
     def _approx_active(self, n: int, n2: int) -> bool:
-        return self._cids is not None and (n2 < n or self._lists is not None)
+        return self._cids is not None and (n2 < n or self._extra_n() > 0)
 
     def _approx(
         self, q: MultiVectors, rows: np.ndarray, n2: int, *, allowed: Any = "index",
@@ -614,24 +632,20 @@ class Searcher:
         """The best ``n2`` of each query's candidate ``rows`` (shape (n_q, N), -1 pads) by
         approximate MaxSim over centroid ids; ``rows`` itself without centroid ids.
 
-        With centroid inverted lists (``config.centroid_candidates`` > 0) the
-        lists' candidates are added to ``rows`` first; ``allowed`` (a bool mask over
-        rows, None = all, default the index's tombstones) restricts them, and
-        ``allowed=False`` adds none (``rows`` already holds every allowed row).
+        With token or centroid lists (:meth:`_extra_n` > 0) the lists' candidates are
+        added to ``rows`` first; ``allowed`` (a bool mask over rows, None = all, default
+        the index's tombstones) restricts them, and ``allowed=False`` adds none
+        (``rows`` already holds every allowed row).
         """
         if self._cids is None or self.codec is None:
             return rows
-        from mvr._approx import centroid_candidates, query_centroid_similarities, union_rows
+        from mvr._approx import query_centroid_similarities, union_rows
 
         st = query_centroid_similarities(q.vectors, self.codec.centroids)
-        if self._lists is not None and allowed is not False and self.config.centroid_candidates:
+        if self._extra_n() and allowed is not False:
             t = time.perf_counter()
             mask = self._filter if isinstance(allowed, str) else allowed
-            extra = centroid_candidates(
-                st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
-                self.config.centroid_candidates, self.config.centroid_nprobe, mask,
-            )
-            rows = union_rows(rows, extra)
+            rows = union_rows(rows, self._extra_candidates(q, st, mask))
             if timings is not None:
                 _tick(timings, "centroid_candidates", t)
         if n2 >= rows.shape[1]:

@@ -155,7 +155,11 @@ class ShardSearcher:
 
         st = query_centroid_similarities(q.vectors, s.codec.centroids)
         cand = None
-        if centroid_n and s._lists is not None:
+        if centroid_n and s._tokens is not None:  # the ingress merges them (two fan-outs)
+            from serving._sharded_tokens import shard_token_lists
+
+            out["tok_lists"] = shard_token_lists(s, q, st, mask, self.base)
+        elif centroid_n and s._lists is not None:
             cand, cs = scored_centroid_candidates(
                 st, q.offsets, s._lists[0], s._lists[1], len(s.ids), centroid_n,
                 s.config.centroid_nprobe, mask)
@@ -181,6 +185,14 @@ class ShardSearcher:
         if flat.size:
             scores[valid] = s._score(q, s._fetch(flat), offsets)
         return {"scores": scores, "ids": [s.ids[r] for r in flat.tolist()]}
+
+    def approx_rows(self, q: MultiVectors, rows: np.ndarray) -> dict[str, Any]:
+        """Approximate MaxSim of each query against its global ``rows`` of this shard
+        (shape (n_q, m), -1 pads; other shards' rows -1 in the answer): ``rows``,
+        ``approx`` (-inf for pads)."""
+        from serving._sharded_tokens import shard_approx_rows
+
+        return shard_approx_rows(self, q, rows)
 
     # filters and hybrid fusion: the shard's side of serving._sharded_filtered
     def count(self, tree: Any) -> int:
@@ -289,6 +301,12 @@ class ShardedSearcher:
         # as Searcher._load_codec: centroid ids with a codec, inverted lists when asked
         self._has_cids = self.manifest.get("codec") is not None
         self._has_lists = self._has_cids and self.config.centroid_candidates > 0
+        # as serving._token_candidates.open_extra_candidates: token lists in their place
+        # where every segment has approximate codes (an even number of bytes)
+        ap = self.config.approx_pq
+        self._has_tokens = (self._has_cids and self.config.token_candidates > 0 and ap > 0
+                            and ap % 2 == 0 and all(g.get("has_acodes") for g in segs))
+        self._n_rows = int(sum(g["documents"] for g in segs))
         self._query_fde_config = dataclasses.replace(self.config.fde,
                                                      fill_empty_partitions=False)
         self.shards = shards
@@ -394,8 +412,13 @@ class ShardedSearcher:
         n = max(n, k)
         n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
         check_k(n2, "rerank_candidates")
-        c = self.config.centroid_candidates if self._has_lists else 0
-        return n, min(max(n2, k), n + c)
+        return n, min(max(n2, k), n + self._extra_n())
+
+    def _extra_n(self) -> int:
+        """As :meth:`serving.Searcher._extra_n`: the token (or centroid) lists' candidates."""
+        if self._has_tokens:
+            return self.config.token_candidates
+        return self.config.centroid_candidates if self._has_lists else 0
 
     def _dense(self, q: MultiVectors, k: int, n: int, n2: int, rerank: bool, tree: Any,
                partial: bool, missing: set[int], timings: dict[str, float]) -> _Hits:
@@ -407,7 +430,7 @@ class ShardedSearcher:
         qf = np.asarray(encode_query_fdes(q, self._query_fde_config), np.float32)
         t = _tick(timings, "query_fde", t)
         everyone = list(range(len(self.shards)))
-        c = self.config.centroid_candidates if self._has_lists and rerank else 0
+        c = self._extra_n() if rerank else 0
         use_approx = rerank and self._has_cids and n2 < n + c
         got = self._fan("first", [(qf, q, n if rerank else k, use_approx, c, tree)]
                         * len(everyone), everyone, partial, missing)
@@ -420,18 +443,36 @@ class ShardedSearcher:
         if not rerank:
             return self._first_stage_hits(fs_s, fs_r, k)
         rows = fs_r
-        if c:  # the global top c of the lists: the merge of each shard's top c
+        extra_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        if c and any(got[i].get("tok_lists") is not None for i in order):
+            from serving._sharded_tokens import merge_shard_token_lists
+
+            cand = merge_shard_token_lists(self, [got[i]["tok_lists"] for i in order], c)
+            rows = union_rows(fs_r, cand)
+            if use_approx and n2 < rows.shape[1]:  # the lists' rows, scored by their shards
+                extra_parts = self._approx_parts(q, cand, partial, missing)
+        elif c:  # the global top c of the lists: the merge of each shard's top c
             _, cand = merge_top_n([(got[i]["cand_scores"], got[i]["cand_rows"]) for i in order], c)
             rows = union_rows(fs_r, cand)
         if use_approx and n2 < rows.shape[1]:
             parts = [(got[i][r], got[i][a]) for i in order
                      for r, a in (("rows", "approx"), ("cand_rows", "cand_approx"))
-                     if got[i][r] is not None]
+                     if got[i][r] is not None] + extra_parts
             _, rows = top_n(self._gather(rows, parts), n2, rows)
         t = _tick(timings, "approx", t)
         hits = self._exact(q, rows, k, partial, missing)
         _tick(timings, "rerank", t)
         return hits
+
+    def _approx_parts(self, q: MultiVectors, rows: np.ndarray, partial: bool,
+                      missing: set[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(rows, approximate MaxSim) of global ``rows`` (shape (n_q, m)), each row scored
+        by its shard (a shard that does not answer leaves its rows out)."""
+        owner = np.where(rows >= 0, self._owner(np.maximum(rows, 0)), -1)
+        want = sorted({int(o) for o in owner[owner >= 0].tolist()} - missing)
+        got = self._fan("approx_rows", [(q, np.where(owner == i, rows, -1)) for i in want],
+                        want, partial, missing)
+        return [(got[i]["rows"], got[i]["approx"]) for i in sorted(got)]
 
     @staticmethod
     def _gather(rows: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -72,6 +72,13 @@ def index(tmp_path_factory: pytest.TempPathFactory, docs: list) -> tuple[Path, l
 
 
 @pytest.fixture(scope="module")
+def index_tokens(tmp_path_factory: pytest.TempPathFactory, docs: list) -> tuple[Path, list]:
+    """Token lists (serving._token_candidates) in place of the centroid lists."""
+    path = tmp_path_factory.mktemp("sharded_tok") / "idx"
+    return _build(path, docs, token_candidates=40, token_nprobe=4, token_kprime=60), docs
+
+
+@pytest.fixture(scope="module")
 def index_no_lists(tmp_path_factory: pytest.TempPathFactory, docs: list) -> tuple[Path, list]:
     path = tmp_path_factory.mktemp("sharded0") / "idx"
     return _build(path, docs, centroid_candidates=0), docs
@@ -288,3 +295,23 @@ def test_http_partial_results_field(index: tuple[Path, list]) -> None:
         st = c.get("/stats").json()["searcher"]
         assert [s["status"] for s in st["shards"]] == ["ok", "ok", "down"]
     real.close()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sharded_equals_single_process_with_token_lists(index_tokens: tuple[Path, list],
+                                                       k: int) -> None:
+    """The token lists' candidates merged at the ingress (floors from every shard's top
+    kprime, tombstones counted for the floor) give exactly the single process's answer."""
+    path, docs = index_tokens
+    q = queries_like(docs, 40, seed=4)
+    with Searcher.open(path) as single:
+        assert single._tokens is not None and single._lists is None
+        sharded = open_local_shards(path, k)
+        try:
+            assert sharded._has_tokens
+            for kw in _SEARCHES:
+                _assert_same(single.search(q, **kw), sharded.search(q, **kw), kw)
+            keep = {"ids": [d for i, (d, _) in enumerate(docs) if i % 3]}
+            _assert_same(single.search(q, filter=keep), sharded.search(q, filter=keep), "filter")
+        finally:
+            sharded.close()
