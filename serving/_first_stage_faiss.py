@@ -14,7 +14,11 @@ import numpy as np
 from mvr._index_config import FirstStageConfig
 from serving._first_stage import _check_queries
 
-__all__ = ["FaissFirstStage"]
+__all__ = ["FaissFirstStage", "OVERFETCH"]
+
+#: An index without a selector is first asked for this many times the answers that the
+#: share of allowed rows predicts would hold ``n`` allowed ones.
+OVERFETCH = 1.5
 
 
 class FaissFirstStage:
@@ -36,7 +40,6 @@ class FaissFirstStage:
         import faiss
 
         from indexing._first_stage_build import ivf_params
-
         from mvr.errors import CorruptIndexError
 
         self._faiss = faiss
@@ -65,20 +68,38 @@ class FaissFirstStage:
     def _search_overfetch(
         self, queries: np.ndarray, n: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` allowed rows: ask for ``n`` + the number of disallowed rows, drop those
-        (exact: at most that many of the answers can be disallowed)."""
+        """Top ``n`` allowed rows of an index that takes no selector: ask for more, drop the
+        disallowed ones. ``n`` + the number of disallowed rows always suffices (at most
+        that many answers can be disallowed), but asking a 700k-row index for 630k answers
+        (a filter keeping 10%) costs 3-4x the search; so first ask for what the share of
+        allowed rows predicts (``OVERFETCH`` times ``n / share``) and double that for the
+        queries left with fewer than ``n`` allowed rows, up to the sure bound."""
         dead = 0 if allowed is None else int((~allowed).sum())
-        kk = min(self.ntotal, n + dead)
-        scores, rows = self.index.search(queries, kk)
-        rows = rows.astype(np.int64)
-        scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
-        if dead:
+        cap = min(self.ntotal, n + dead)
+        if not dead:
+            scores, rows = self.index.search(queries, cap)
+            rows = rows.astype(np.int64)
+            return np.where(rows < 0, -np.inf, scores).astype(np.float32)[:, :n], rows[:, :n]
+        assert allowed is not None
+        alive = max(self.ntotal - dead, 1)
+        kk = min(cap, int(np.ceil(OVERFETCH * n * self.ntotal / alive)) + 64)
+        out_s = np.full((len(queries), n), -np.inf, dtype=np.float32)
+        out_r = np.full((len(queries), n), -1, dtype=np.int64)
+        todo = np.arange(len(queries))
+        while todo.size:
+            scores, rows = self.index.search(queries[todo], kk)
+            rows = rows.astype(np.int64)
             ok = (rows >= 0) & allowed[np.maximum(rows, 0)]
+            done = (ok.sum(axis=1) >= n) | (kk >= cap)
             order = np.argsort(~ok, axis=1, kind="stable")[:, :n]
-            rows = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(rows, order, 1), -1)
-            scores = np.where(rows >= 0, np.take_along_axis(scores, order, 1), -np.inf)
-            return scores.astype(np.float32), rows
-        return scores[:, :n], rows[:, :n]
+            r = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(rows, order, 1), -1)
+            sc = np.where(r >= 0, np.take_along_axis(scores, order, 1), -np.inf)
+            w = min(n, r.shape[1])
+            out_r[todo[done], :w] = r[done]
+            out_s[todo[done], :w] = sc[done]
+            todo = todo[~done]
+            kk = min(cap, 2 * kk)
+        return out_s, out_r
 
     @property
     def nbytes(self) -> int:

@@ -11,12 +11,11 @@ One application, ``K + 1`` deployments::
 
 Serve's proxy listens on ``settings.host:settings.port`` and forwards every route to
 the ingress, so the HTTP API is the one of ``mvr serve`` (``/search`` with filters and
-hybrid fusion, ``/rerank``, ``/explain``,
-``/health``, ``/stats`` with each shard's health). A shard replica that dies (its
-process killed, its node lost) fails or times out its calls: the request answers 503,
-or with ``partial_results`` the other shards' merge flagged ``partial``; Serve's
-controller starts a new replica, which reopens the same snapshot, and answers are
-complete again.
+hybrid fusion, ``/rerank``, ``/explain``, ``/health``, ``/stats`` with each shard's
+health). A shard replica that dies (its process killed, its node lost) fails or times
+out its calls: the request answers 503, or with ``partial_results`` the other shards'
+merge flagged ``partial``; Serve's controller starts a new replica, which reopens the
+same snapshot, and answers are complete again.
 
 Every replica opens the same manifest snapshot (read once by the driver and passed to
 each), so shards never mix generations. The index directory must be at the same path

@@ -94,3 +94,45 @@ def test_pq_parameters() -> None:
         pq_m(fs, 100)
     assert ivf_params(fs, 10000) == (256, 64)
     assert ivf_params(fs, 10) == (1, 1)
+
+
+@pytest.mark.parametrize("keep", ["random_50", "random_10", "random_1", "worst_2", "none"])
+def test_fast_scan_overfetch_is_the_top_n_allowed(tmp_path: Path, keep: str) -> None:
+    """A flat PQ fast-scan index takes no selector: a masked search over-fetches, first
+    what the allowed share predicts and more for the queries short of n. The answer is
+    the top n allowed rows of one full faiss ranking (the same scores; rows differ only
+    among ties at the n-th score), also for a mask holding only each query's worst rows
+    (every query needs the doubling up to the sure bound)."""
+    import faiss
+
+    from serving._first_stage_faiss import FaissFirstStage
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    q = rng.standard_normal((6, 32)).astype(np.float32)
+    index = faiss.index_factory(32, "PQ8x4fs", faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    faiss.write_index(index, str(tmp_path / "fs.faiss"))
+    stage = FaissFirstStage(tmp_path / "fs.faiss", "faiss", FirstStageConfig())
+    assert stage._no_params
+    full_s, full_r = index.search(q, 3000)
+    if keep == "none":
+        allowed = np.zeros(3000, bool)
+    elif keep == "worst_2":  # the 60 rows the first query ranks last
+        allowed = np.zeros(3000, bool)
+        allowed[full_r[0, -60:]] = True
+    else:
+        allowed = rng.random(3000) < int(keep.split("_")[1]) / 100
+    n = 10  # the worst 60 of 3,000 are first asked for 814 answers: two doublings to 2,950
+    got_s, got_r = stage.search(q, n, allowed=allowed)
+    for i in range(len(q)):
+        ok = allowed[full_r[i]]
+        want_s, want_r = full_s[i][ok][:n], full_r[i][ok][:n]
+        m = len(want_s)
+        np.testing.assert_array_equal(got_s[i, :m], want_s)
+        assert (got_r[i, m:] == -1).all() and np.isneginf(got_s[i, m:]).all()
+        if m:
+            untied = want_s > want_s[-1]
+            assert set(got_r[i, :m][untied]) == set(want_r[untied])
+            assert allowed[got_r[i, :m]].all()
