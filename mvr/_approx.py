@@ -18,6 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from mvr._maxsim import _prefetch
 from mvr.errors import DimensionMismatchError
 
 __all__ = [
@@ -96,16 +97,31 @@ def centroid_scores(
     return out
 
 
+_PREFETCH_AHEAD = 4  # candidates: on PyPI 701,912, 3,000 candidates took 11.6 ms, 25.8 without
+
+
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out):  # pragma: no cover
+def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out, addr):  # pragma: no cover
     # st: (K, P) float32 and lut8: (M, 256, P) uint8 of one query, P >= nq padded to a
     # multiple of 8 so that the inner loops over query tokens are whole SIMD vectors; a
-    # token's refined similarity to query token a is st[c, a] + bias[a] + scale[a] * sum
+    # token's refined similarity to query token a is st[c, a] + bias[a] + scale[a] * sum.
+    # The codes of the candidate _PREFETCH_AHEAD places on are prefetched (``addr``: the
+    # address of acodes): candidates are random rows, so each one's codes are a cache
+    # miss the hardware prefetcher cannot foresee
     p = st.shape[1]
     m_count = acodes.shape[1]
     acc = np.empty(p, dtype=np.float32)
     tot = np.empty(p, dtype=np.uint16)
-    for j in range(rows.shape[0]):
+    n_rows = rows.shape[0]
+    for j in range(n_rows):
+        if j + _PREFETCH_AHEAD < n_rows:
+            ahead = rows[j + _PREFETCH_AHEAD]
+            if ahead >= 0:
+                a0 = addr + tok_starts[ahead] * m_count
+                a1 = addr + tok_starts[ahead + 1] * m_count
+                while a0 < a1:
+                    _prefetch(a0)
+                    a0 += 64
         r = rows[j]
         if r < 0:
             out[j] = -np.inf
@@ -217,12 +233,14 @@ def pq_scores(
             "and (M, 256, query tokens), M <= 256"
         )
     rows = np.ascontiguousarray(rows, dtype=np.int64)
+    acodes = np.ascontiguousarray(acodes)
     out = np.empty(rows.shape, dtype=np.float32)
     if prepared is None:
         prepared = prepare_pq(st, lut, query_offsets)
     for i in range(rows.shape[0]):
         st_q, lut8, bias, scale, nq = prepared[i]
-        _pq_scores(st_q, lut8, bias, scale, nq, rows[i], tok_starts, cids, acodes, out[i])
+        _pq_scores(st_q, lut8, bias, scale, nq, rows[i], tok_starts, cids, acodes, out[i],
+                   acodes.ctypes.data)
     return out
 
 
