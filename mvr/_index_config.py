@@ -193,9 +193,10 @@ class IndexConfig:
         token's best ``token_kprime`` tokens in its ``token_nprobe`` nearest centroids'
         lists, by 4-bit fast-scan codes derived at open from the approximate codes), added
         to the first stage's in place of the centroid lists'; 0 = the centroid lists.
-        Search-time: an index built before it gets the default. On PyPI 701,912 the
-        lists' 1000 held 0.944 of the exhaustive top-10 with the FDE's 2000, where the
-        centroid lists' 1000 held 0.919 (EVALUATION.md).
+        Search-time: an index built before it gets the default. On PyPI 701,912 (500
+        queries, with the FDE's 2000 and ``default_rerank`` 50) Recall@10 vs exhaustive
+        MaxSim is 0.949 with 2000 (1000: 0.925; the centroid lists' 1000: 0.903), for
+        ~8 ms more per query than 1000 (BENCHMARKS.md "Scale").
     token_nprobe : int
         Centroids whose lists are scanned per query token for those candidates.
     token_kprime : int
@@ -219,7 +220,7 @@ class IndexConfig:
     default_rerank: int = 50
     centroid_candidates: int = 1000
     centroid_nprobe: int = 8
-    token_candidates: int = 1000
+    token_candidates: int = 2000
     token_nprobe: int = 16
     token_kprime: int = 1000
 

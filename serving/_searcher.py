@@ -670,8 +670,11 @@ class Searcher:
             return centroid_scores(st, q.offsets, rows, self._tok_starts, self._cids)
         if prepared is None:
             prepared = self._prepare_pq(q, st)
-        return pq_scores(st, None, q.offsets, rows, self._tok_starts, self._cids, self._acodes,
-                         prepared)
+        order = np.argsort(rows, axis=1)  # ascending rows: neighbouring codes share pages
+        out = np.empty(rows.shape, np.float32)
+        np.put_along_axis(out, order, pq_scores(st, None, q.offsets, np.take_along_axis(
+            rows, order, axis=1), self._tok_starts, self._cids, self._acodes, prepared), axis=1)
+        return out
 
     def _prepare_pq(self, q: MultiVectors, st: np.ndarray) -> Any:
         """The queries' tables for :func:`mvr._approx.pq_scores` (None without codes)."""
