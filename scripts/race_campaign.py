@@ -1,8 +1,8 @@
 """Concurrency campaign: reader threads (long-lived searchers, reopened every 10 rounds)
 and reader processes (a fresh open per round, memory / mmap / ssd in turn) search while a
-writer process deletes, compacts and adds in a loop. Every search must succeed and
-answer exactly what its snapshot's generation answered when it was committed. Prints the
-counts; exits 1 on a failure.
+writer process deletes, compacts and adds in a loop. Every search (plain, filtered and
+BM25) must succeed and answer exactly what its snapshot's generation answered when it
+was committed. Prints the counts; exits 1 on a failure.
 
     .venv/bin/python scripts/race_campaign.py --seconds 60 --processes 2 --threads 4
     .venv/bin/python scripts/race_campaign.py --seconds 5
@@ -32,7 +32,8 @@ def main() -> int:
     print(f"{args.seconds:.0f} s: {r['searches']} searches ({r['by_reader']['thread']} in "
           f"{args.threads} threads, {r['by_reader']['process']} in {args.processes} processes), "
           f"{r['commits']} commits, {r['generations_seen']} generations seen by readers, "
-          f"{len(r['failures'])} failed")
+          f"{r['late_first_use']} first filtered/BM25 uses after a compaction retired the "
+          f"snapshot's segments, {len(r['failures'])} failed")
     for f in r["failures"][:20]:
         print(f"  FAILED {f}")
     return 1 if r["failures"] else 0
