@@ -2,7 +2,8 @@
 single-process answers: same ids, same scores up to float rounding.
 
 The index has three segments (a build and two adds), a token codec with centroid ids
-and approximate codes, centroid-list candidates, faiss and exact first stages,
+and approximate codes, list candidates (centroid lists, or token lists in their place:
+both indexes are tested), faiss and exact first stages,
 tombstones, stored texts (so BM25 per segment) and metadata, one field of which only
 the last segment has. Filters are chosen so that every path of
 serving._filtered_search.filtered_path runs (the test checks which one each takes),
@@ -66,12 +67,17 @@ def _items(docs: list, lo: int, hi: int) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+LISTS = {"centroid_lists": {"centroid_candidates": 40, "centroid_nprobe": 4},
+         "token_lists": {"token_candidates": 40, "token_nprobe": 4, "token_kprime": 60}}
+
+
+@pytest.fixture(scope="module", params=sorted(LISTS))
+def index(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """Either kind of list candidates (centroid lists, or token lists in their place)."""
     docs = clustered_docs(N, seed=11)
     cfg = small_config(table_dtype="res4", codec_train_tokens=600, codec_centroids=32,
-                       default_candidates=60, default_rerank=15, centroid_candidates=40,
-                       centroid_nprobe=4,
+                       default_candidates=60, default_rerank=15, **LISTS[request.param],
                        first_stage=FirstStageConfig(kind="faiss", min_rows=250, train_size=400,
                                                     ivf_nprobe=4))
     path = tmp_path_factory.mktemp("sharded_filtered") / "idx"
@@ -88,6 +94,8 @@ def pair(index: tuple[Path, list]) -> Any:
     """(single-process searcher, {K: sharded searcher}), both with the same encoder."""
     path, docs = index
     single = Searcher.open(path)
+    assert single._cids is not None and single._extra_n() == 40  # approximate stage, lists on
+    assert (single._tokens is not None) == (single.config.token_candidates > 0)
     single._encoder = _Encoder(docs)
     sharded = {}
     for k in (2, 3):
