@@ -15,6 +15,8 @@ product-quantised inner product: ``S[i, cid_j] + sum_m L[m, code_jm, i]``
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -185,16 +187,19 @@ def quantize_tables(lut: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np
     return q, bias, scale
 
 
-def prepare_pq(st: np.ndarray, lut: np.ndarray, query_offsets: np.ndarray) -> list[tuple]:
+def prepare_pq(st: np.ndarray, lut: Any, query_offsets: np.ndarray) -> list[tuple]:
     """Per query, the padded similarities and 8-bit tables :func:`pq_scores` scores with
-    (computed once when one query's candidates are scored in several calls)."""
+    (computed once when one query's candidates are scored in several calls). ``lut``:
+    the tables of all query tokens, or a function of (lo, hi) giving those of query
+    tokens lo..hi (a batch's float32 tables at once were 33 MB at 32 x 16 tokens)."""
     out = []
     for i in range(len(query_offsets) - 1):
         lo, hi = int(query_offsets[i]), int(query_offsets[i + 1])
         p = max(8, -(-(hi - lo) // 8) * 8)
         st_q = np.zeros((st.shape[0], p), np.float32)
         st_q[:, : hi - lo] = st[:, lo:hi]
-        out.append((st_q, *quantize_tables(lut[:, :, lo:hi], p), hi - lo))
+        tables = lut(lo, hi) if callable(lut) else lut[:, :, lo:hi]
+        out.append((st_q, *quantize_tables(tables, p), hi - lo))
     return out
 
 

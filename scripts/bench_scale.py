@@ -129,6 +129,7 @@ def child_serve(index: Path, vectors: Path, nq: int, threads: int, ref_path: Pat
              "centroid_ids": 0 if s._cids is None else s._cids.nbytes,
              "approx_codes": 0 if s._acodes is None else s._acodes.nbytes,
              "centroid_lists": 0 if s._lists is None else sum(a.nbytes for a in s._lists),
+             "token_lists": 0 if getattr(s, "_tokens", None) is None else s._tokens.nbytes,
              "lengths_offsets": s._lengths.nbytes + (0 if s._tok_starts is None else s._tok_starts.nbytes),
              "cache_budget": getattr(getattr(s.store, "cache", None), "capacity_bytes", 0)}
     out["ram_bytes_per_doc"] = {k: int(v) / len(s.ids) for k, v in parts.items()}

@@ -682,7 +682,7 @@ class Searcher:
             return None
         from mvr._approx import prepare_pq
 
-        return prepare_pq(st, self.codec.approx_tables(q.vectors), q.offsets)
+        return prepare_pq(st, lambda lo, hi: self.codec.approx_tables(q.vectors[lo:hi]), q.offsets)
 
     def search_stream(
         self, batches: Any, *, k: int = 10, candidates: int | None = None

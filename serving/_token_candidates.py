@@ -15,7 +15,7 @@ No format change: the 4-bit codes are derived at open from the index's 8-bit
 approximate codes (format 3, ``acodes.bin``). Each sub-quantizer's 256 centroids are
 clustered, weighted by how many tokens use them, into 16 (faiss k-means); a token's
 4-bit code is the cluster of its 8-bit centroid. On PyPI 701,912 (7.3M tokens) this
-takes 32 B per token of RAM (234 MB) plus 8 B of token id, and a few seconds at open.
+takes 32 B per token of RAM (234 MB) plus 8 B of id (the token's row), and ~2 s at open.
 """
 
 from __future__ import annotations
@@ -89,6 +89,24 @@ def _pack(acodes, code_map, out):  # pragma: no cover - numba
             out[t, j] = lo | (hi << 4)
 
 
+@numba.njit(nogil=True, cache=True)
+def _pack_by_list(acodes, code_map, cids, bounds, tok_starts, codes, ids):  # pragma: no cover
+    # one pass in token order: token t's packed code goes to its list's next slot, with
+    # its row as the id (what a search needs of a token)
+    pos = bounds[:-1].copy()
+    m_count = acodes.shape[1]
+    for r in range(tok_starts.shape[0] - 1):
+        for t in range(tok_starts[r], tok_starts[r + 1]):
+            c = np.int64(cids[t])
+            p = pos[c]
+            pos[c] += 1
+            ids[p] = r
+            for j in range(m_count // 2):
+                lo = code_map[2 * j, acodes[t, 2 * j]]
+                hi = code_map[2 * j + 1, acodes[t, 2 * j + 1]]
+                codes[p, j] = lo | (hi << 4)
+
+
 def pack_codes(acodes: np.ndarray, code_map: np.ndarray) -> np.ndarray:
     """4-bit codes of every token (shape (n, M/2) uint8, faiss's PQ bit order: code
     ``m`` in the low nibble of byte ``m/2`` for even ``m``) from its 8-bit codes
@@ -157,10 +175,9 @@ class TokenCandidates:
     """The token-level lists of an index with approximate codes (see the module
     docstring). Build with :meth:`from_codes`; :meth:`search` is thread-safe."""
 
-    def __init__(self, index: Any, quantizer: Any, row_of: np.ndarray, n_rows: int) -> None:
-        self.index = index  # faiss.IndexIVFPQFastScan, ids = token numbers
+    def __init__(self, index: Any, quantizer: Any, n_rows: int) -> None:
+        self.index = index  # faiss.IndexIVFPQFastScan, each token's id its row
         self._quantizer = quantizer  # referenced, not owned, by the index
-        self.row_of = row_of  # (total tokens,) int32: the row of every token
         self.n_rows = int(n_rows)
         self._scratch = threading.local()
 
@@ -189,30 +206,28 @@ class TokenCandidates:
         ivf = faiss.IndexIVFPQ(quantizer, dim, k, m_count, 4, faiss.METRIC_INNER_PRODUCT)
         faiss.copy_array_to_vector(cents4.reshape(-1), ivf.pq.centroids)
         ivf.is_trained = True
-        packed = pack_codes(acodes, code_map)
-        order = np.argsort(cids, kind="stable").astype(np.int64)
         bounds = np.zeros(k + 1, np.int64)
         np.cumsum(np.bincount(cids.astype(np.int64), minlength=k), out=bounds[1:])
+        codes = np.empty((n, m_count // 2), np.uint8)  # in list order (a counting sort)
+        ids = np.empty(n, np.int64)
+        _pack_by_list(np.ascontiguousarray(acodes), code_map, np.ascontiguousarray(cids), bounds,
+                      np.ascontiguousarray(tok_starts, dtype=np.int64), codes, ids)
         invlists = ivf.invlists
         for c in range(k):
             lo, hi = int(bounds[c]), int(bounds[c + 1])
-            if hi == lo:
-                continue
-            ids = np.ascontiguousarray(order[lo:hi])
-            codes = np.ascontiguousarray(packed[ids])
-            invlists.add_entries(c, hi - lo, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+            if hi > lo:  # named slices: swig_ptr keeps no reference
+                ids_c, codes_c = ids[lo:hi], codes[lo:hi]
+                invlists.add_entries(c, hi - lo, faiss.swig_ptr(ids_c), faiss.swig_ptr(codes_c))
         ivf.ntotal = n
-        del packed, order
+        del codes, ids
         index = faiss.IndexIVFPQFastScan(ivf)
         del ivf
-        lengths = np.diff(np.asarray(tok_starts, dtype=np.int64))
-        row_of = np.repeat(np.arange(lengths.shape[0], dtype=np.int32), lengths)
-        return cls(index, quantizer, row_of, lengths.shape[0])
+        return cls(index, quantizer, len(tok_starts) - 1)
 
     @property
     def nbytes(self) -> int:
-        """RAM of the lists (4-bit codes and 8-byte ids) and the token-to-row map."""
-        return int(self.index.ntotal) * (int(self.index.code_size) + 8) + int(self.row_of.nbytes)
+        """RAM of the lists: 4-bit codes and 8-byte ids (the tokens' rows)."""
+        return int(self.index.ntotal) * (int(self.index.code_size) + 8)
 
     def token_lists(
         self, queries: np.ndarray, st: np.ndarray, nprobe: int, kprime: int
@@ -242,8 +257,7 @@ class TokenCandidates:
             nt, faiss.swig_ptr(x), kprime, faiss.swig_ptr(probe), faiss.swig_ptr(pdis),
             faiss.swig_ptr(dist), faiss.swig_ptr(labels), False, params,
         )
-        rows = np.where(labels >= 0, self.row_of[np.maximum(labels, 0)], -1).astype(np.int64)
-        return dist, rows
+        return dist, labels
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self._scratch

@@ -13,11 +13,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import (  # noqa: E402
-    assert_topk_matches, brute_maxsim, clustered_docs, queries_like, small_config,
+    assert_topk_matches,
+    brute_maxsim,
+    clustered_docs,
+    queries_like,
+    small_config,
 )
 
 from serving._token_candidates import (  # noqa: E402
-    TokenCandidates, aggregate_token_lists, derive_codebook, merge_token_lists, pack_codes,
+    TokenCandidates,
+    aggregate_token_lists,
+    derive_codebook,
+    merge_token_lists,
+    pack_codes,
 )
 
 
@@ -113,6 +121,7 @@ def test_token_lists_score_the_probed_tokens_as_brute_force_does(built) -> None:
         m = s._acodes.shape[1]
         r4 = np.concatenate([cents4[j][code_map[j][s._acodes[:, j]]] for j in range(m)], axis=1)
         tokens = s.codec.centroids[s._cids.astype(np.int64)] + r4
+        row_of = np.repeat(np.arange(len(s._tok_starts) - 1), np.diff(s._tok_starts))
         for i in range(len(q)):
             qv = q[i].astype(np.float32)
             st = query_centroid_similarities(qv, s.codec.centroids)
@@ -128,7 +137,7 @@ def test_token_lists_score_the_probed_tokens_as_brute_force_does(built) -> None:
                 assert ok.sum() == min(kprime, inside.size)
                 # each returned score is some probed token of that row's, within rounding
                 for sc, r in zip(dist[a][ok], rows[a][ok], strict=True):
-                    mine = exact[tc.row_of[inside] == r]
+                    mine = exact[row_of[inside] == r]
                     assert np.abs(mine - sc).min() <= 0.05 * span, (sc, mine)
                 np.testing.assert_allclose(np.sort(dist[a][ok])[::-1], best, atol=0.05 * span)
 
