@@ -28,7 +28,6 @@ import asyncio
 import itertools
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving._serve_process import wait_for_port  # noqa: E402
+from serving._serve_process import start_serve, stop_serve  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, by design
 
@@ -104,29 +103,17 @@ def rss_mib(pid: int) -> float:
 
 
 def start_server(index: Path, encoder: Path | None, window_ms: float, args) -> tuple:
-    cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--host", HOST, "--port", "0",
-           "--batch-window-ms", str(window_ms), "--max-batch-size", str(args.max_batch_size),
-           "--queue-size", str(args.queue_size), "--log-level", "info",
-           "--mode", args.server_mode]
-    cmd += ["--encoder", str(encoder)] if encoder is not None else ["--no-preload-encoder"]
+    opts = [str(index), "--batch-window-ms", str(window_ms),
+            "--max-batch-size", str(args.max_batch_size), "--queue-size", str(args.queue_size),
+            "--log-level", "info", "--mode", args.server_mode]
+    opts += ["--encoder", str(encoder)] if encoder is not None else ["--no-preload-encoder"]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    port, lines = wait_for_port(proc, timeout=300, host=HOST)
-    if port is not None:
-        return proc, port
-    proc.kill()
-    raise SystemExit("server did not start:\n" + "".join(lines))
-
-
-def stop_server(proc) -> None:
-    proc.terminate()
     try:
-        proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        proc, port, _ = start_serve(opts, host=HOST, timeout=300, cwd=ROOT, env=env)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
+    return proc, port
 
 
 # ---------------------------------------------------------------------- load
@@ -210,7 +197,7 @@ def run_one(index: Path, encoder: Path | None, window: float, bodies, args) -> d
         with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=60) as c:
             res["server_batching"] = c.get("/stats").json()["batching"]
     finally:
-        stop_server(proc)
+        stop_serve(proc)
     res["window_ms"] = window
     return res
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from serving._serve_process import wait_for_port
+from serving._serve_process import start_serve, stop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -93,25 +91,13 @@ def index(tmp_path_factory, default_encoder) -> Path:
 @pytest.fixture(scope="module")
 def server(index):
     """A real ``mvr serve`` on a free loopback port; yields its base URL."""
-    cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--port", "0",
-           "--batch-window-ms", "1"]
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    port, lines = wait_for_port(proc, timeout=180)
-    if port is None:
-        proc.kill()
-        proc.communicate(timeout=10)
-        raise AssertionError("mvr serve did not start:\n" + "".join(lines))
+    proc, port, _ = start_serve([str(index), "--batch-window-ms", "1"], timeout=180, cwd=root,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop_serve(proc, timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import builtins
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
 
-from serving._serve_process import wait_for_port  # noqa: E402
+from serving._serve_process import start_serve, stop_serve  # noqa: E402
 from serving.http import ServerSettings, create_app  # noqa: E402
 
 REPO = Path(__file__).parents[2]
@@ -148,15 +147,9 @@ def test_no_request_string_reaches_the_filesystem(index: Path,
 
 
 def _serve(index: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
-    cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--port", "0", "--mode", mode,
-           "--no-preload-encoder"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    port, lines = wait_for_port(proc)
-    if port is not None:
-        return proc, port
-    proc.kill()
-    raise AssertionError("server did not start:\n" + "".join(lines))
+    proc, port, _ = start_serve([str(index), "--mode", mode, "--no-preload-encoder"], cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc, port
 
 
 @pytest.mark.slow
@@ -183,6 +176,5 @@ def test_fuzzed_requests_to_a_real_server_never_answer_5xx(index: Path, mode: st
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             assert c.get("/health").status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out = stop_serve(proc)
     assert "Traceback" not in out, out[-3000:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import clustered_docs, queries_like, small_config  # noqa: E402
 
-from serving._serve_process import wait_for_port  # noqa: E402
+from serving._serve_process import start_serve, stop_serve  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 STRACE = shutil.which("strace")
@@ -33,22 +32,16 @@ def _serve(index: Path, fault_reads: str) -> tuple[subprocess.Popen[str], int]:
     assert STRACE is not None
     target = index / "segments" / "seg-000001" / "tokens.bin"
     calls = "preadv,pread64,preadv2"
-    cmd = [STRACE, "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "signal=none",
-           "-P", str(target), "-e", f"trace={calls}",
-           "-e", f"inject={calls}:error=EIO:when={fault_reads}",
-           sys.executable, "-m", "mvr.cli", "serve", str(index), "--port", "0",
-           "--mode", "ssd", "--batch-window-ms", "1",
-           "--store-options", json.dumps({"cache_bytes": 0, "prefetch": False,
+    strace = [STRACE, "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "signal=none",
+              "-P", str(target), "-e", f"trace={calls}",
+              "-e", f"inject={calls}:error=EIO:when={fault_reads}"]
+    opts = [str(index), "--mode", "ssd", "--batch-window-ms", "1",
+            "--store-options", json.dumps({"cache_bytes": 0, "prefetch": False,
                                            "read_threads": 2})]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            start_new_session=True)  # strace and the server: one group
-    port, lines = wait_for_port(proc)
-    if port is not None:
-        return proc, port
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
-    raise AssertionError("server did not start:\n" + "".join(lines))
+    # strace and the server in one session: strace alone would detach and leave the server
+    proc, port, _ = start_serve(opts, prefix=strace, cwd=REPO, new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc, port
 
 
 @pytest.mark.slow
@@ -80,8 +73,7 @@ def test_eio_on_reads_is_503_for_that_request_and_the_server_goes_on(tmp_path: P
                 bodies.append(r.json())
             assert c.get("/health").status_code == 200
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # strace alone would detach and leave the server
-        out, _ = proc.communicate(timeout=60)
+        out = stop_serve(proc, new_session=True)
     failed = [i for i, st in enumerate(statuses) if st != 200]
     assert 1 <= len(failed) <= 2 and statuses[0] == 200 and statuses[-3:] == [200] * 3, statuses
     for i in failed:

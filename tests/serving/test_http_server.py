@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from serving._serve_process import wait_for_port
+from serving._serve_process import start_serve, stop_serve
 
 DIM = 8
 
@@ -37,16 +34,9 @@ def vector_index(tmp_path_factory):
 
 
 def _start(index: Path, *args: str, env: dict[str, str] | None = None):
-    cmd = [sys.executable, "-m", "mvr.cli", "serve", str(index), "--port", "0", *args]
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, **(env or {})})
-    port, lines = wait_for_port(proc, timeout=60)
-    if port is not None:
-        return proc, port, lines
-    proc.kill()
-    proc.communicate(timeout=10)
-    raise AssertionError("server did not start:\n" + "".join(lines))
+    return start_serve([str(index), *args], timeout=60, cwd=root,
+                       env={**os.environ, **(env or {})})
 
 
 def test_mvr_serve_process_answers_and_stops(vector_index):
@@ -55,13 +45,7 @@ def test_mvr_serve_process_answers_and_stops(vector_index):
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as c:
-            for _ in range(50):  # poll until ready
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            # uvicorn reports its port after the lifespan has loaded the index: ready now
             assert c.get("/health").json()["num_documents"] == 30
             q = docs[4][2][:2]
             body = {"vectors": [q.tolist()], "k": 3, "candidates": 30}
@@ -80,8 +64,7 @@ def test_mvr_serve_process_answers_and_stops(vector_index):
             r = c.post("/search", json={"queries": ["hello"]}, headers={"X-API-Key": "k3y"})
             assert r.status_code == 422 and "encoder" in r.json()["detail"]
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out = stop_serve(proc, timeout=30)
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM), "".join(lines) + out
     assert "Application shutdown complete" in out
