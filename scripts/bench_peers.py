@@ -287,6 +287,9 @@ class MvrEngine(harness.Engine):
     # (the approximate MaxSim keeps that many of N for the exact re-rank; equal = skip it)
     TWO_STAGE = ((200, 20), (500, 50), (1000, 100), (2000, 200), (4000, 400),
                  (100, 100), (200, 200), (400, 400))
+    # with token lists (format 3): (N, token_candidates, rerank_candidates); 0 = no lists
+    THREE = ((100, 100, 20), (200, 200, 20), (200, 200, 50), (500, 500, 50), (1000, 1000, 100),
+             (2000, 2000, 200), (100, 0, 100), (200, 0, 200), (400, 0, 400), (200, 0, 20))
 
     def build(self, index: Path, exchange: Path, threads: int) -> dict[str, Any]:
         from indexing import build_index
@@ -322,6 +325,13 @@ class MvrEngine(harness.Engine):
         cap = max(n_docs, K)
         if not self.two_stage:
             return [{"candidates": c} for c in sorted({min(c, cap) for c in self.CANDIDATES})]
+        if getattr(self.s, "_tokens", None) is not None:
+            triples = list(self.THREE) + [(self.defaults["candidates"],
+                                           self.s.config.token_candidates,
+                                           self.defaults["rerank_candidates"])]
+            capped3 = sorted({(min(c, cap), min(t, cap), min(r, c + t, cap)) for c, t, r in triples})
+            return [{"candidates": c, "token_candidates": t, "rerank_candidates": r}
+                    for c, t, r in capped3]
         pairs = list(self.TWO_STAGE)
         if self.defaults.get("rerank_candidates") is not None:  # the index's own default
             pairs.append((self.defaults["candidates"], self.defaults["rerank_candidates"]))
@@ -332,6 +342,11 @@ class MvrEngine(harness.Engine):
         return self.mv.from_arrays(queries)
 
     def search(self, batch: Any, k: int, point: dict[str, Any]) -> list[list[int]]:
+        point = dict(point)
+        if "token_candidates" in point:  # a search-time config field, not a search argument
+            t = point.pop("token_candidates")
+            if self.s.config.token_candidates != t:
+                self.s.config = dataclasses.replace(self.s.config, token_candidates=t)
         res = self.s.search(batch, k=k, **point)
         return [[self.row_of[d] for d in ids] for ids in res.ids]
 

@@ -33,13 +33,14 @@ from quality_scifact import ndcg10, overlap  # noqa: E402  (scripts/ is on sys.p
 
 def measure(s: Any, q: Any, qids: list[str], qrels: dict[str, Any], ex: Any,
             kw: dict[str, Any]) -> dict[str, Any]:
-    """One operating point: search keywords, plus ``centroid_candidates`` /
+    """One operating point: search keywords, plus ``centroid_candidates`` / ``token_*`` /
     ``centroid_nprobe``, which replace the index config's for the run."""
     import dataclasses
 
     point = dict(kw)
     kw = dict(kw)
-    cfg = {k: kw.pop(k) for k in ("centroid_candidates", "centroid_nprobe") if k in kw}
+    cfg = {k: kw.pop(k) for k in ("centroid_candidates", "centroid_nprobe", "token_candidates",
+                                  "token_nprobe", "token_kprime") if k in kw}
     s.config = dataclasses.replace(s.config, **cfg)
     s.search(q[:4], k=10, **kw)  # warm-up (numba, faiss)
     lat, ids, scores = [], [], []
