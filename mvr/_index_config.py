@@ -202,6 +202,13 @@ class IndexConfig:
     token_kprime : int
         Tokens kept per query token (a document none of whose tokens is among them is
         estimated at the last one's score).
+    candidate_tokens : int
+        A budget of tokens for the approximate MaxSim: where ``(default_candidates +
+        token_candidates) x`` the mean tokens per document exceeds it, both depths shrink
+        in proportion (``serving._stages.search_depths``); 0 = no budget. 48,000 leaves
+        PyPI's 10-token summaries at 2,000 + 2,000 and takes SciFact's 120-token
+        abstracts to 200 + 200, which keep the exhaustive top-10 (1.000) at a third of
+        the latency (EVALUATION.md). Search-time.
     """
 
     fde: FDEConfig | None = None
@@ -223,6 +230,7 @@ class IndexConfig:
     token_candidates: int = 2000
     token_nprobe: int = 16
     token_kprime: int = 1000
+    candidate_tokens: int = 48_000
 
     def __post_init__(self) -> None:
         if self.fde is not None and not isinstance(self.fde, FDEConfig):
@@ -244,6 +252,7 @@ class IndexConfig:
         _int_at_least("token_candidates", self.token_candidates, 0)
         _int_at_least("token_nprobe", self.token_nprobe, 1)
         _int_at_least("token_kprime", self.token_kprime, 1)
+        _int_at_least("candidate_tokens", self.candidate_tokens, 0)
         _int_at_least("codec_centroids", self.codec_centroids, 1)
         if self.codec_centroids > 1 << 16:
             raise ConfigError(f"codec_centroids: expected <= 65536, got {self.codec_centroids}")
@@ -287,6 +296,7 @@ class IndexConfig:
             "token_candidates": self.token_candidates,
             "token_nprobe": self.token_nprobe,
             "token_kprime": self.token_kprime,
+            "candidate_tokens": self.candidate_tokens,
             "approx": self.approx,
             "codec_centroids": self.codec_centroids,
             "codec_train_tokens": self.codec_train_tokens,

@@ -71,6 +71,7 @@ def _rss_mb() -> float:
 
 
 SEARCH_FIELDS = ("default_candidates", "default_rerank", "centroid_candidates", "centroid_nprobe",
+                 "candidate_tokens",
                  "token_candidates", "token_nprobe", "token_kprime")
 
 

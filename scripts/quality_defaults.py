@@ -40,7 +40,7 @@ def measure(s: Any, q: Any, qids: list[str], qrels: dict[str, Any], ex: Any,
     point = dict(kw)
     kw = dict(kw)
     cfg = {k: kw.pop(k) for k in ("centroid_candidates", "centroid_nprobe", "token_candidates",
-                                  "token_nprobe", "token_kprime") if k in kw}
+                                  "token_nprobe", "token_kprime", "candidate_tokens") if k in kw}
     s.config = dataclasses.replace(s.config, **cfg)
     s.search(q[:4], k=10, **kw)  # warm-up (numba, faiss)
     lat, ids, scores = [], [], []

@@ -60,6 +60,7 @@ from mvr.format import SEGMENTS_DIR, TOKENS_FILE
 from serving._first_stage import ExactFirstStage, SegmentedFirstStage, top_n
 from serving._held_files import HeldFiles, lazy_files
 from serving._stages import check_k as _check_k
+from serving._stages import search_depths
 from serving._stages import tick as _tick
 from serving._prefetch import StageTimer, attach_to_searcher, search_stream
 from serving._stores import TableLayout, make_store
@@ -593,34 +594,32 @@ class Searcher:
         return cc > 0 and n2 < n + cc and hasattr(self.store, "prefetch") and self.mode == "ssd"
 
     def _extra_n(self) -> int:
-        """Candidates per query the token (or centroid) lists add to the first stage's."""
-        if self._tokens is not None:
-            return self.config.token_candidates
-        return self.config.centroid_candidates if self._lists is not None else 0
+        """Candidates per query the token (or centroid) lists add to the first stage's:
+        their configured depth, within ``config.candidate_tokens`` (:func:`search_depths`)."""
+        return self._depths(1, None, None, lists_only=True)
 
     def _extra_candidates(self, q: MultiVectors, st: np.ndarray, mask: Any) -> np.ndarray:
         """Those candidates (shape (n_q, _extra_n()), -1 pads): the token lists' WARP
         estimate (:mod:`serving._token_candidates`), else the centroid lists'."""
         cfg = self.config
         if self._tokens is not None:
-            return self._tokens.search(q.vectors, st, q.offsets, cfg.token_candidates,
+            return self._tokens.search(q.vectors, st, q.offsets, self._extra_n(),
                                        cfg.token_nprobe, cfg.token_kprime, mask)[0]
         from mvr._approx import centroid_candidates
 
         assert self._lists is not None
         return centroid_candidates(st, q.offsets, self._lists[0], self._lists[1], len(self.ids),
-                                   cfg.centroid_candidates, cfg.centroid_nprobe, mask)
+                                   self._extra_n(), cfg.centroid_nprobe, mask)
 
-    def _depths(
-        self, k: int, candidates: int | None, rerank_candidates: int | None
-    ) -> tuple[int, int]:
-        """(first-stage N, approximate-stage N2) of a search, validated."""
-        n = self.config.default_candidates if candidates is None else candidates
-        _check_k(n, "candidates")
-        n = max(n, k)
-        n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
-        _check_k(n2, "rerank_candidates")
-        return n, min(max(n2, k), n + self._extra_n())
+    def _depths(self, k: int, candidates: int | None, rerank_candidates: int | None,
+                lists_only: bool = False) -> Any:
+        """(first-stage N, approximate-stage N2) of a search, validated (:func:`search_depths`)."""
+        cfg, counts = self.config, self.manifest["counts"]
+        lists = (cfg.token_candidates if self._tokens is not None
+                 else cfg.centroid_candidates if self._lists is not None else 0)
+        n, c, n2 = search_depths(cfg, k, candidates, rerank_candidates, lists,
+                                 int(counts["tokens"]) / max(int(counts["documents"]), 1))
+        return c if lists_only else (n, n2)
 
     def _approx_active(self, n: int, n2: int) -> bool:
         return self._cids is not None and (n2 < n or self._extra_n() > 0)

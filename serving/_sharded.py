@@ -403,22 +403,22 @@ class ShardedSearcher:
         hits = self._dense(q, k, n, n2, rerank, None, partial_results, missing, timings)
         return self._results(hits, timings, missing)
 
-    def _depths(self, k: int, candidates: int | None, rerank_candidates: int | None
-                ) -> tuple[int, int]:
-        """(N, N2) as :meth:`serving.Searcher._depths`: validated, N2 at most N plus the
-        centroid lists' candidates."""
-        n = self.config.default_candidates if candidates is None else candidates
-        check_k(n, "candidates")
-        n = max(n, k)
-        n2 = self.config.default_rerank if rerank_candidates is None else rerank_candidates
-        check_k(n2, "rerank_candidates")
-        return n, min(max(n2, k), n + self._extra_n())
+    def _depths(self, k: int, candidates: int | None, rerank_candidates: int | None,
+                lists_only: bool = False) -> Any:
+        """(N, N2) as :meth:`serving.Searcher._depths` (:func:`serving._stages.search_depths`
+        over the same manifest counts)."""
+        from serving._stages import search_depths
+
+        cfg, counts = self.config, self.manifest["counts"]
+        lists = (cfg.token_candidates if self._has_tokens
+                 else cfg.centroid_candidates if self._has_lists else 0)
+        n, c, n2 = search_depths(cfg, k, candidates, rerank_candidates, lists,
+                                 int(counts["tokens"]) / max(int(counts["documents"]), 1))
+        return c if lists_only else (n, n2)
 
     def _extra_n(self) -> int:
         """As :meth:`serving.Searcher._extra_n`: the token (or centroid) lists' candidates."""
-        if self._has_tokens:
-            return self.config.token_candidates
-        return self.config.centroid_candidates if self._has_lists else 0
+        return self._depths(1, None, None, lists_only=True)
 
     def _dense(self, q: MultiVectors, k: int, n: int, n2: int, rerank: bool, tree: Any,
                partial: bool, missing: set[int], timings: dict[str, float]) -> _Hits:

@@ -163,3 +163,38 @@ def test_search_with_token_lists_reaches_documents_the_first_stage_left_out(buil
         for i in range(len(q)):
             assert not gone & set(res.ids[i])
             assert_topk_matches(res.ids[i], res.scores[i], ref[i], ref_ids, 10)
+
+
+def test_the_token_budget_shrinks_default_depths_in_proportion() -> None:
+    """candidate_tokens: PyPI-like 10-token documents keep 2,000 + 2,000; 120-token
+    documents get a tenth of each; an explicit candidates= keeps its N; k is a floor."""
+    from mvr import IndexConfig
+    from serving._stages import search_depths
+
+    cfg = IndexConfig(candidate_tokens=48_000, default_candidates=2000, default_rerank=50)
+    assert search_depths(cfg, 10, None, None, 2000, 10.4) == (2000, 2000, 50)
+    assert search_depths(cfg, 10, None, None, 2000, 120.0) == (200, 200, 50)
+    assert search_depths(cfg, 10, 700, None, 2000, 120.0) == (700, 200, 50)
+    assert search_depths(cfg, 300, None, None, 2000, 120.0) == (300, 200, 300)
+    assert search_depths(cfg, 10, None, None, 0, 120.0) == (400, 0, 50)  # no lists
+    off = IndexConfig(candidate_tokens=0, default_candidates=2000, default_rerank=50)
+    assert search_depths(off, 10, None, 9999, 2000, 120.0) == (2000, 2000, 4000)
+
+
+def test_the_searcher_applies_the_budget(built) -> None:
+    """The searcher's depths follow search_depths over the manifest's mean tokens."""
+    import dataclasses
+
+    from serving import Searcher
+    from serving._stages import search_depths
+
+    path, _ = built
+    with Searcher.open(path) as s:
+        counts = s.manifest["counts"]
+        mean = counts["tokens"] / counts["documents"]
+        s.config = dataclasses.replace(s.config, candidate_tokens=int(40 * mean),
+                                       default_candidates=100, token_candidates=100)
+        want = search_depths(s.config, 10, None, None, 100, mean)
+        assert want[0] == want[1] and 18 <= want[0] <= 20  # 40 x mean tokens over 200 documents
+        assert s._depths(10, None, None) == (want[0], want[2])
+        assert s._extra_n() == want[1]
