@@ -95,6 +95,10 @@ def assign_shards(manifest: dict[str, Any], k: int) -> list[tuple[int, int]]:
 def _sub_manifest(manifest: dict[str, Any], a: int, b: int) -> dict[str, Any]:
     """The snapshot restricted to segments ``[a, b)`` (tombstones applied afterwards)."""
     segs = manifest["segments"][a:b]
+    if not all(s.get("has_acodes") for s in manifest["segments"]):
+        # as the single process (Searcher._load_codec): codes in every segment or none used,
+        # so no shard scores with codes or builds token lists where another cannot
+        segs = [{**s, "has_acodes": False} for s in segs]
     prefixes = tuple(f"segments/{s['name']}/" for s in segs)
     files = {k: v for k, v in manifest["files"].items()
              if k.startswith(prefixes) or k == manifest.get("codec")}
@@ -451,6 +455,9 @@ class ShardedSearcher:
             rows = union_rows(fs_r, cand)
             if use_approx and n2 < rows.shape[1]:  # the lists' rows, scored by their shards
                 extra_parts = self._approx_parts(q, cand, partial, missing)
+                # partial: a shard lost since the first fan-out leaves its rows unscored: out
+                lost = np.isin(self._owner(np.maximum(rows, 0)), sorted(missing))
+                rows = np.where((rows >= 0) & lost, -1, rows)
         elif c:  # the global top c of the lists: the merge of each shard's top c
             _, cand = merge_top_n([(got[i]["cand_scores"], got[i]["cand_rows"]) for i in order], c)
             rows = union_rows(fs_r, cand)
