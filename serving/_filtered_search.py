@@ -57,9 +57,7 @@ def search_filtered(
 ) -> SearchResults:
     """:meth:`serving.Searcher.search` with a filter and/or hybrid fusion (see the module)."""
     _check_k(k, "k")
-    n = searcher.config.default_candidates if candidates is None else candidates
-    _check_k(n, "candidates")
-    n = max(n, k)
+    n, _ = searcher._depths(k, candidates, None)  # the default N within the token budget
     timings: dict[str, float] = {}
     t = time.perf_counter()
     config = None if hybrid is None or hybrid is False else parse_hybrid(hybrid)

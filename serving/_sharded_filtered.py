@@ -170,9 +170,7 @@ def search_filtered(ss: Any, queries: Any, *, k: int, candidates: int | None, re
     """:meth:`serving._sharded.ShardedSearcher.search` with a filter and/or hybrid fusion
     (see the module): the answer of :func:`serving._filtered_search.search_filtered`."""
     check_k(k, "k")
-    n = ss.config.default_candidates if candidates is None else candidates
-    check_k(n, "candidates")
-    n = max(n, k)
+    n, _ = ss._depths(k, candidates, None)  # the default N within the token budget
     timings: dict[str, float] = {}
     t = time.perf_counter()
     config = None if hybrid is None or hybrid is False else parse_hybrid(hybrid)

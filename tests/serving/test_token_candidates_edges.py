@@ -120,3 +120,49 @@ def test_sharded_equals_single_process_when_a_segment_lacks_approximate_codes(
                 assert sh.searcher._acodes is None and sh.searcher._tokens is None
         finally:
             sharded.close()
+
+
+def test_a_filtered_search_takes_the_token_budget_s_depths(index_tokens: Path, docs: list) -> None:
+    """candidate_tokens shrinks the default first-stage N of a search; a filtered one (a
+    filter keeping every live document, so the first-stage path runs) must search at the
+    same N, in one process and sharded, and answer as the unfiltered search does."""
+    import dataclasses
+
+    q = queries_like(docs, 6, seed=7)
+    keep = {"ids": [d for d, _ in docs]}
+    with Searcher.open(index_tokens) as s:
+        counts = s.manifest["counts"]
+        budget = int(30 * counts["tokens"] / counts["documents"])  # (20 + 40) x mean -> half
+        s.config = dataclasses.replace(s.config, candidate_tokens=budget)
+        n, _ = s._depths(10, None, None)
+        assert n < s.config.default_candidates
+        seen: list[int] = []
+        real = s.first_stage.search
+
+        def record(qf, n_, allowed=None):  # type: ignore[no-untyped-def]
+            seen.append(int(n_))
+            return real(qf, n_, allowed=allowed)
+
+        s.first_stage.search = record  # type: ignore[method-assign]
+        plain = s.search(q, k=10)
+        filtered = s.search(q, k=10, filter=keep)
+        assert seen == [n, n], (n, seen)
+        assert filtered.ids == plain.ids
+    sharded = open_local_shards(index_tokens, 3)
+    try:
+        sharded.config = dataclasses.replace(sharded.config, candidate_tokens=budget)
+        assert sharded._depths(10, None, None)[0] == n
+        asked: list[int] = []
+        for sh in sharded.shards:
+            first = sh.first
+
+            def rec(qf, q_, n_, *a, _first=first):  # type: ignore[no-untyped-def]
+                asked.append(int(n_))
+                return _first(qf, q_, n_, *a)
+
+            sh.first = rec  # type: ignore[method-assign]
+        sharded.search(q, k=10)
+        sharded.search(q, k=10, filter=keep)
+        assert asked == [n] * 6, (n, asked)
+    finally:
+        sharded.close()
