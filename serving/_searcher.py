@@ -60,7 +60,7 @@ from mvr.format import SEGMENTS_DIR, TOKENS_FILE
 from serving._first_stage import ExactFirstStage, SegmentedFirstStage, top_n
 from serving._held_files import HeldFiles, lazy_files
 from serving._stages import check_k as _check_k
-from serving._stages import search_depths
+from serving._stages import release_freed_memory, search_depths
 from serving._stages import tick as _tick
 from serving._prefetch import StageTimer, attach_to_searcher, search_stream
 from serving._stores import TableLayout, make_store
@@ -755,6 +755,7 @@ class Searcher:
                 self._stats[f"seconds.{key}"] = self._stats.get(f"seconds.{key}", 0.0) + v
         for key, v in timings.items():
             self._stages.record(key, v)
+        release_freed_memory(n_queries)
 
     def stats(self) -> dict[str, Any]:
         """Counts, configuration and cumulative per-stage seconds."""
