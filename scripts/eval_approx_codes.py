@@ -66,11 +66,15 @@ def pqs(st, lut, q_lo, q_hi, rows, tok_starts, cids, ac, out):
         out[j]=acc.sum()
 res={}
 tim=[]
+# session 4's centroid lists (an index opened at the session 5 defaults holds token lists instead)
+from mvr._approx import centroid_lists  # noqa: E402
+
+LISTS = s._lists if s._lists is not None else centroid_lists(cids, s._tok_starts, codec.num_centroids)
 for i in range(NQ):
     q=queries[i:i+1]
     fs_scores, fs_rows = s._first_stage(s._query_fdes(q), 2000)
     st = query_centroid_similarities(q.vectors, codec.centroids)
-    extra = centroid_candidates(st, q.offsets, s._lists[0], s._lists[1], len(s.ids), 1000, 8, None)
+    extra = centroid_candidates(st, q.offsets, LISTS[0], LISTS[1], len(s.ids), 1000, 8, None)
     rows = union_rows(fs_rows, extra)[0]
     truth=set(ref[i].tolist())
     res.setdefault("union",[]).append(len(truth & set(rows.tolist()))/10)

@@ -448,7 +448,10 @@ def _evaluate_open(
     ns = tuple(sorted({min(n, n_docs) for n in ns_req}))
     n_max = max(ns)
     depth = max(100, k, max(ks))
-    n_search = search_candidates or int(searcher.manifest["config"]["default_candidates"])
+    # the N a default search takes (within the index's token budget, candidate_tokens)
+    n_search = search_candidates or (searcher._depths(depth, None, None)[0]
+                                     if hasattr(searcher, "_depths")
+                                     else int(searcher.manifest["config"]["default_candidates"]))
     if cache_dir is None and output_dir is not None:
         cache_dir = output_dir / "cache"
 
