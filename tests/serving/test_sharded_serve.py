@@ -171,7 +171,10 @@ def test_killed_shard_is_503_or_partial_then_recovers(served: str, index: Path) 
     assert [x["ids"] for x in got["results"]] == ref.ids
     assert all(len(x["texts"]) == len(x["ids"]) for x in got["results"])  # get_texts: shard 0
     shards = httpx.get(f"{served}/stats", timeout=30).json()["searcher"]["shards"]
-    assert shards[0]["status"] == "ok" and shards[1]["status"] == "down"
+    assert shards[0]["status"] == "ok"
+    # "down", unless Serve already restarted the replica since the partial answer (an idle
+    # machine can be that quick): then the loop below sees the complete answer at once
+    assert shards[1]["status"] in ("down", "ok"), shards[1]
 
     deadline = time.monotonic() + 180  # Serve replaces the replica: a new process
     while True:
