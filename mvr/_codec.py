@@ -296,8 +296,8 @@ def pq_encode(x: np.ndarray, centroids: np.ndarray, rows: int = 8192) -> np.ndar
     (shape (M, 256, dsub)): per sub-vector the nearest centroid (L2; the first on a tie),
     as ``faiss.IndexPQ.sa_encode`` gives them, by one small GEMM per sub-quantizer and
     block of rows (``|c|^2 - 2 x.c``): faiss's own loop is scalar at 6 dimensions per
-    sub-quantizer, ~20x slower (it was most of a PyPI build's write stage). Shape
-    (n, M) uint8."""
+    sub-quantizer (most of a build's write stage); 2.6x faster in one probe on 60,000
+    384-d vectors beside another job, not benchmarked. Shape (n, M) uint8."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m_count, k, dsub = centroids.shape
     if x.ndim != 2 or x.shape[1] != m_count * dsub or k > 256:

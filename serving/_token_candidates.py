@@ -314,11 +314,9 @@ def aggregate_token_lists(
     sc = acc[hit] + base
     acc[hit] = 0.0
     seen[hit] = 0
-    if nt > n:  # every row tied with the n-th stays, so the tie-break is exact
-        keep = np.flatnonzero(sc >= -np.partition(-sc, n - 1)[n - 1])
-        hit, sc = hit[keep], sc[keep]
-    order = np.lexsort((hit, -sc))[:n]
-    return hit[order].astype(np.int64), sc[order].astype(np.float32)
+    from mvr._approx import best_rows
+
+    return best_rows(hit, sc, n)
 
 
 def open_extra_candidates(
