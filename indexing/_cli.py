@@ -21,9 +21,12 @@ def index_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index at --out")] = False,
     encoder: Annotated[str, typer.Option(help="Encoder name or path (texts only)")] = "default",
     device: Annotated[str | None, typer.Option(help="torch device for the encoder")] = None,
-    pool_factor: Annotated[int, typer.Option(help="Tokens merged per cluster (1 = none)")] = 2,
-    first_stage: Annotated[str, typer.Option(help="exact | hnsw | ivfpq")] = "exact",
-    table_dtype: Annotated[str, typer.Option(help="float16 | int8")] = "float16",
+    pool_factor: Annotated[int | None, typer.Option(
+        help="Tokens merged per cluster (1 = none; default: mvr.PoolingConfig's, 2)")] = None,
+    first_stage: Annotated[str | None, typer.Option(
+        help="faiss (the default: 4-bit PQ fast-scan over the FDEs) | exact | hnsw | ivfpq")] = None,
+    table_dtype: Annotated[str | None, typer.Option(
+        help="res8 (the default) | res4 | int8 | float16")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per build batch")] = 256,
     store_text: Annotated[bool, typer.Option(help="Keep texts for snippets")] = True,
     limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,
@@ -60,7 +63,8 @@ def index_command(
 
 
 def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
-           device: str | None, pool_factor: int, first_stage: str, table_dtype: str,
+           device: str | None, pool_factor: int | None, first_stage: str | None,
+           table_dtype: str | None,
            batch_size: int, store_text: bool, limit: int | None, progress: bool,
            cluster: object = None) -> None:
     import itertools
@@ -72,11 +76,17 @@ def _index(corpus: Path, out: Path, resume: bool, overwrite: bool, encoder: str,
         typer.echo(f"error: corpus {str(corpus)!r} not found", err=True)
         raise typer.Exit(2)
     try:
-        config = IndexConfig(
-            pooling=PoolingConfig(pool_factor=pool_factor),
-            first_stage=FirstStageConfig(kind=first_stage), table_dtype=table_dtype,
-            batch_size=batch_size, store_text=store_text,
-        )
+        # options left out keep the library's defaults (mvr.IndexConfig), so that the CLI
+        # at defaults builds what build_index(...) does: a compact first stage and res8
+        # table (an "exact" first stage holds 40 KB of float32 FDE per document in RAM)
+        given: dict[str, object] = {"batch_size": batch_size, "store_text": store_text}
+        if pool_factor is not None:
+            given["pooling"] = PoolingConfig(pool_factor=pool_factor)
+        if first_stage is not None:
+            given["first_stage"] = FirstStageConfig(kind=first_stage)
+        if table_dtype is not None:
+            given["table_dtype"] = table_dtype
+        config = IndexConfig(**given)  # type: ignore[arg-type]
         if cluster is not None:  # the actors load the encoder: here only the documents
             enc, documents = _distributed_corpus(corpus, encoder, limit)
         else:

@@ -73,3 +73,18 @@ def test_limit_and_first_stage_option(tmp_path: Path, precomputed: Path) -> None
         assert s.num_documents == 50
         assert s.config.first_stage.kind == "hnsw" and s.config.table_dtype == "int8"
         assert s.manifest["segments"][0]["first_stage"] == "exact"  # below min_rows
+
+
+def test_cli_defaults_are_the_library_defaults(tmp_path: Path, precomputed: Path) -> None:
+    """Options left out build what ``build_index`` builds at ``IndexConfig()``: the CLI once
+    defaulted to an ``exact`` first stage (40 KB of float32 FDE per document in RAM) and a
+    float16 table, so ``mvr index CORPUS`` at defaults could not build a large corpus."""
+    from mvr import IndexConfig
+
+    out = tmp_path / "idx"
+    r = CliRunner().invoke(app, ["index", str(precomputed), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    got = read_manifest(out)["config"]
+    want = IndexConfig().resolved(16).to_dict()
+    for key in ("table_dtype", "first_stage", "pooling", "approx", "approx_pq", "keep_fdes"):
+        assert got[key] == want[key], key
