@@ -7,14 +7,15 @@ How it is computed: one fused numba kernel (``nogil``), no BLAS call, no padding
 documents and no similarity matrix in memory. Each document's token rows are taken
 in chunks of at most ``_CHUNK_BYTES`` of float32; one sequential pass brings a chunk
 into a reused per-thread float32 buffer that stays in L2 (float16 rows converted on
-the way with the CPU's own half -> single instruction). The chunk is multiplied by
-the query rows in register tiles of 4 query rows x 3 document rows (12 SIMD
-accumulators over the dimension, 7 loads per 12 FMAs: the inner loop LLVM emits
-for the host CPU's vector width), and each tile's dot products go straight into a
-running max per query row, which starts at -inf. The maxima of each query's rows
-are summed per document. Accumulation is float32 throughout. Query rows are padded
-to a multiple of 4 with zero rows whose maxima are never summed; document rows are
-never padded, so padding can never win a max.
+the way with the CPU's own half -> single instruction). The query rows of a task are
+transposed once into blocks of ``LANES`` rows; a register tile
+(:mod:`mvr._maxsim_tiles`) then multiplies ``ROWS`` chunk rows by one block, one
+vector FMA per chunk row and coordinate, and folds the dot products into a running
+max per query row (starting at -inf) with elementwise vector maxima: no horizontal
+sums. The maxima of each query's rows are summed per document. Accumulation is
+float32 throughout, in coordinate order. Lanes past a task's last query row are zero
+and their maxima are never summed; document rows are never padded, so padding can
+never win a max.
 
 Why (measured on the 2-core AMD EPYC, Zen 3, under load; BENCHMARKS.md, "Re-rank
 kernel"): a re-rank multiplies a (23, 384) query by ~10^5 document rows, a GEMM
@@ -22,7 +23,10 @@ with one small side. OpenBLAS packs both operands per call and reached 10-20
 GFLOP/s on 8 MiB document blocks against ~70 GFLOP/s on a large square GEMM, plus
 separate passes for the max and for the float16 conversion. The tile loop alone,
 on rows in L2, runs at the square GEMM's rate; what remains is the pass that
-brings rows from memory. Copying float32 rows into the L2 buffer first beat
+brings rows from memory. (That tile was 4 query rows x 3 document rows vectorised
+over the dimension; on an AVX-512 Xeon it reached 42% of the square GEMM's 192
+GFLOP/s, its 12 horizontal sums per tile and LLVM's 256-bit preference the limits,
+and the transposed tiles replaced it: BENCHMARKS.md, "Re-rank kernel".) Copying float32 rows into the L2 buffer first beat
 reading them in place (~39 vs ~31 GFLOP/s); prefetching the next chunk a slice
 after every tile of the current one (so the memory loads overlap the FMAs) added
 10-20% (f32 45 vs 37, f16 52 vs 48 GFLOP/s); prefetching during the first query
@@ -47,6 +51,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from mvr._maxsim_tiles import LANES, ROWS, tile_main, tile_mid, tile_one
 from mvr._multivectors import MultiVectors, as_multivectors, check_offsets
 from mvr.errors import DimensionMismatchError, InvalidVectorsError
 
@@ -59,7 +64,7 @@ _CHUNK_BYTES = 144 << 10
 # Query rows per block of `maxsim` (all pairs): ~192 KiB of float32 at 384-d, so
 # that a block of queries and a chunk of document rows share L2.
 _QUERY_BLOCK_BYTES = 192 << 10
-# Query rows per register tile (the kernels below are written for 4 x 3).
+# Zero rows after the queries (a block holds at least this many rows).
 _TILE_Q = 4
 
 
@@ -230,8 +235,8 @@ _WORKSPACE = _Workspace()
 
 
 def _chunk_rows(dim: int) -> int:
-    """Rows per chunk: ``_CHUNK_BYTES`` of float32, a multiple of the 3-row tile."""
-    return max(3, _CHUNK_BYTES // (4 * dim) // 3 * 3)
+    """Rows per chunk: ``_CHUNK_BYTES`` of float32, a multiple of the tile's ``ROWS``."""
+    return max(ROWS, _CHUNK_BYTES // (4 * dim) // ROWS * ROWS)
 
 
 def _padded_queries(q: MultiVectors) -> np.ndarray:
@@ -267,9 +272,12 @@ def _run(
         full = np.ascontiguousarray(d.vectors, dtype=np.float32)
         half = np.empty((0, dim), dtype=np.uint16)
     chunk = _WORKSPACE.chunk_buffer(_chunk_rows(dim), dim)
-    best = np.empty(qx.shape[0], dtype=np.float32)
+    rows = q.offsets[plan[:, 1]] - q.offsets[plan[:, 0]]
+    passes = int(-(-int(rows.max()) // LANES)) if len(rows) else 1
+    qt = np.empty((max(passes, 1), dim, LANES), dtype=np.float32)
+    best = np.empty(qt.shape[0] * LANES, dtype=np.float32)
     _score_plan(
-        qx, q.offsets, full, half, d.offsets, plan, out_row, out, best, chunk, chunk.shape[0]
+        qx, q.offsets, full, half, d.offsets, plan, out_row, out, best, chunk, chunk.shape[0], qt
     )
 
 
@@ -289,6 +297,7 @@ def _score_plan(
     best: np.ndarray,
     chunk: np.ndarray,
     chunk_rows: int,
+    qt: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """MaxSim of planned query ranges against document ranges.
 
@@ -314,89 +323,104 @@ def _score_plan(
     out : np.ndarray
         Shape: (n_rows, n_cols), float32. Written.
     best : np.ndarray
-        Shape: (total_query_tokens + 3,), float32. Scratch: running max per query row.
+        Shape: (passes * LANES,), float32. Scratch: running max per query row of a task.
     chunk : np.ndarray
         Shape: (chunk_rows, dim), float32. Scratch: the document rows being scored.
     chunk_rows : int
         Document rows scored at a time (a document longer than this is split; its
         running max carries over).
+    qt : np.ndarray
+        Shape: (passes, dim, LANES), float32. Scratch: a task's query rows, transposed
+        in blocks of ``LANES`` (zero past its last row), ``passes`` enough for the
+        longest task.
     """
     is_half = half.shape[0] > 0
     if is_half:
         base, row_bytes, n_src = half.ctypes.data, half.shape[1] * 2, half.shape[0]
     else:
         base, row_bytes, n_src = full.ctypes.data, full.shape[1] * 4, full.shape[0]
+    dim = qx.shape[1]
     for t in range(plan.shape[0]):
         i0, i1 = plan[t, 0], plan[t, 1]
         r0, r1 = q_off[i0], q_off[i1]
+        n_pass = (r1 - r0 + LANES - 1) // LANES
+        for p in range(n_pass):  # the task's rows, transposed: lane l = row r0 + p*LANES + l
+            for k in range(dim):
+                for lane in range(LANES):
+                    r = r0 + p * LANES + lane
+                    qt[p, k, lane] = qx[r, k] if r < r1 else np.float32(0.0)
         for j in range(plan[t, 2], plan[t, 3]):
-            for r in range(r0, r1):
+            for r in range(n_pass * LANES):
                 best[r] = -np.inf
             lo, hi = d_off[j], d_off[j + 1]
             for c0 in range(lo, hi, chunk_rows):
                 c1 = min(c0 + chunk_rows, hi)
-                # one sequential pass brings the chunk into the L2-resident buffer
-                # (converting float16); the tiles then read it from there
-                if is_half:
-                    _half_rows_to_f32(half, c0, c1, chunk)
-                else:
-                    _copy_rows(full, c0, c1, chunk)
                 # while the tiles run, the rows that follow in memory (the next chunk)
                 # are prefetched, so that the next pass finds them in cache
                 pf_addr = base + c1 * row_bytes
                 pf_bytes = (min(c1 + chunk_rows, n_src) - c1) * row_bytes
-                _max_rows(qx, r0, r1, chunk, c1 - c0, best, pf_addr, pf_bytes)
+                if is_half:  # converted into the L2-resident buffer, tiled from there
+                    _half_rows_to_f32(half, c0, c1, chunk)
+                    _max_rows(qt, n_pass, chunk, c1 - c0, best, pf_addr, pf_bytes)
+                else:  # each row is read once per block of LANES query rows: in place
+                    _max_rows(qt, n_pass, full[c0:c1], c1 - c0, best, pf_addr, pf_bytes)
             for i in range(i0, i1):
                 s = np.float32(0.0)
-                for r in range(q_off[i], q_off[i + 1]):
+                for r in range(q_off[i] - r0, q_off[i + 1] - r0):
                     s += best[r]
                 out[out_row[i], j] = s
 
 
 @numba.njit(nogil=True, cache=True)
 def _max_rows(
-    qx: np.ndarray,
-    r0: int,
-    r1: int,
+    qt: np.ndarray,
+    n_pass: int,
     x: np.ndarray,
     m: int,
     best: np.ndarray,
     pf_addr: int,
     pf_bytes: int,
 ) -> None:  # pragma: no cover - compiled
-    """``best[r] = max(best[r], max_j <qx[r], x[j]>)`` for r in [r0, r1), j in [0, m).
+    """``best[l] = max(best[l], max_j <query row l, x[j]>)`` for the lanes of ``n_pass``
+    blocks and j in [0, m), by the register tiles of :mod:`mvr._maxsim_tiles`.
 
     Parameters
     ----------
-    qx : np.ndarray
-        Shape: (n_rows + 3, dim), float32; rows past ``r1`` may be computed (tiles of
-        4) and their ``best`` entries written, but never read by the caller.
+    qt : np.ndarray
+        Shape: (>= n_pass, dim, LANES), float32, C-contiguous: query rows transposed.
     x : np.ndarray
         Shape: (>= m, dim), float32, C-contiguous. Document rows.
     best : np.ndarray
-        Shape: (n_rows + 3,), float32. Updated.
+        Shape: (>= n_pass * LANES,), float32. Updated.
     pf_addr, pf_bytes : int
-        A memory range prefetched (into L2) a slice after each tile, so that its loads
-        overlap the FMAs instead of following them.
+        A memory range prefetched (into L2) by the full tiles, a share each spread over
+        their FMAs, so that its loads overlap them instead of following them.
     """
-    n_tiles = max(1, ((r1 - r0 + 3) // 4) * (m // 3))
-    step = ((pf_bytes + 63) // 64 + n_tiles - 1) // n_tiles * 64
-    pf_end = pf_addr + pf_bytes
-    for r in range(r0, r1, 4):
+    dim = x.shape[1]
+    n_tiles = max(1, n_pass * ((m + ROWS - 1) // ROWS))
+    lines = (pf_bytes + 63) // 64
+    per_tile = min((lines + n_tiles - 1) // n_tiles, dim // 2)  # a tile prefetches <= dim/2
+    x_addr, row_bytes = x.ctypes.data, dim * 4
+    for p in range(n_pass):
+        q_addr = qt.ctypes.data + p * dim * LANES * 4
+        b_addr = best.ctypes.data + p * LANES * 4
         j = 0
-        while j + 3 <= m:
-            _tile_4x3(qx, r, x, j, best)
-            j += 3
-            stop = min(pf_addr + step, pf_end)
-            while pf_addr < stop:
-                _prefetch(pf_addr)  # type: ignore[call-arg]
-                pf_addr += 64
+        while j + ROWS <= m:
+            n_pf = max(0, min(per_tile, lines))
+            tile_main(q_addr, x_addr + j * row_bytes, dim, b_addr, pf_addr, n_pf)  # type: ignore[call-arg]
+            pf_addr += n_pf * 64
+            lines -= n_pf
+            j += ROWS
+        while ROWS > 4 and j + 4 <= m:
+            tile_mid(q_addr, x_addr + j * row_bytes, dim, b_addr, 0, 0)  # type: ignore[call-arg]
+            j += 4
         while j < m:
-            _tile_4x1(qx, r, x, j, best)
+            tile_one(q_addr, x_addr + j * row_bytes, dim, b_addr, 0, 0)  # type: ignore[call-arg]
             j += 1
-    while pf_addr < pf_end:
+    while lines > 0:  # what the tiles did not take (a chunk with few full tiles)
         _prefetch(pf_addr)  # type: ignore[call-arg]
         pf_addr += 64
+        lines -= 1
 
 
 @intrinsic
@@ -417,58 +441,6 @@ def _prefetch(typingctx, addr):  # type: ignore[no-untyped-def]  # pragma: no co
         return context.get_dummy_value()
 
     return types.void(addr), codegen
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def _tile_4x3(
-    qx: np.ndarray, r: int, x: np.ndarray, j: int, best: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Dot products of query rows r..r+3 with document rows j..j+2 into ``best``.
-
-    Twelve scalar accumulators that LLVM vectorises over the dimension (one SIMD
-    register each); shapes as in :func:`_max_rows`.
-    """
-    s00 = s01 = s02 = np.float32(0.0)
-    s10 = s11 = s12 = np.float32(0.0)
-    s20 = s21 = s22 = np.float32(0.0)
-    s30 = s31 = s32 = np.float32(0.0)
-    for k in range(qx.shape[1]):
-        q0, q1, q2, q3 = qx[r, k], qx[r + 1, k], qx[r + 2, k], qx[r + 3, k]
-        x0, x1, x2 = x[j, k], x[j + 1, k], x[j + 2, k]
-        s00 += q0 * x0
-        s01 += q0 * x1
-        s02 += q0 * x2
-        s10 += q1 * x0
-        s11 += q1 * x1
-        s12 += q1 * x2
-        s20 += q2 * x0
-        s21 += q2 * x1
-        s22 += q2 * x2
-        s30 += q3 * x0
-        s31 += q3 * x1
-        s32 += q3 * x2
-    best[r] = max(best[r], s00, s01, s02)
-    best[r + 1] = max(best[r + 1], s10, s11, s12)
-    best[r + 2] = max(best[r + 2], s20, s21, s22)
-    best[r + 3] = max(best[r + 3], s30, s31, s32)
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def _tile_4x1(
-    qx: np.ndarray, r: int, x: np.ndarray, j: int, best: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Dot products of query rows r..r+3 with document row j into ``best``."""
-    s0 = s1 = s2 = s3 = np.float32(0.0)
-    for k in range(qx.shape[1]):
-        v = x[j, k]
-        s0 += qx[r, k] * v
-        s1 += qx[r + 1, k] * v
-        s2 += qx[r + 2, k] * v
-        s3 += qx[r + 3, k] * v
-    best[r] = max(best[r], s0)
-    best[r + 1] = max(best[r + 1], s1)
-    best[r + 2] = max(best[r + 2], s2)
-    best[r + 3] = max(best[r + 3], s3)
 
 
 @intrinsic

@@ -14,7 +14,7 @@ set before the imports, threadpoolctl limits, ``torch.set_num_threads(1)``):
 * the re-rank workload: ``batch`` queries, each against its own ``N`` candidates
   (``mvr.maxsim_candidates``, one call), float16 (the token table's dtype) and
   float32 (decoded codes) documents, for:
-  ``old`` (the kernel before this script, loaded from git at ``--old-commit``),
+  ``old`` (the kernel before the last change, loaded from git at ``--old-commit``),
   ``new`` (``mvr.maxsim_candidates``), ``maxsim-cpu`` (PyPI; float32 only; in a
   subprocess of its own right after the others, because it crashed, hung and
   returned wrong scores on 384-d inputs here: the failure is recorded as the
@@ -82,7 +82,9 @@ from mvr import MultiVectors, maxsim_candidates  # noqa: E402
 from mvr._maxsim import _f16_to_f32  # noqa: E402
 
 torch.set_num_threads(1)
-OLD_COMMIT = "8328de7f314732d8b3a74c3dfc65b50536270482"  # mvr/_maxsim.py before the fused kernel
+# mvr/_maxsim.py with the 4 x 3 tiles vectorised over the dimension (before the transposed
+# tiles of mvr/_maxsim_tiles.py); the first fused kernel replaced 8328de7f314732d8b3a74c3dfc65b50536270482
+OLD_COMMIT = "310ccccef85bf63815f2619a8ab0543f4335a77b"
 FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -144,6 +146,31 @@ def peak(n: int, repeats: int) -> tuple[float, list[str]]:
         cpu, wall = best_of(fn, repeats)
         best = max(best, flops / cpu / 1e9)
         rows.append(f"| {name} {n}x{n} | {flops / cpu / 1e9:.1f} | {flops / wall / 1e9:.1f} |")
+    # the re-rank's own shape, without the max: one query's 24 rows (SciFact's 22.8 tokens,
+    # padded to the kernel's 4-row tiles) against 1,000 candidates x 120 tokens, float32
+    qa = rng.standard_normal((24, 384), dtype=np.float32)
+    xa = rng.standard_normal((384, 120_000), dtype=np.float32)
+    sa = np.empty((24, 120_000), np.float32)
+    tqa, txa, tsa = torch.from_numpy(qa), torch.from_numpy(xa), torch.from_numpy(sa)
+    sflops = 2.0 * 24 * 384 * 120_000
+    for name, fn in (
+        ("numpy/OpenBLAS sgemm 24x384 @ 384x120000 (the re-rank's shape)",
+         lambda: np.matmul(qa, xa, out=sa)),
+        ("torch sgemm 24x384 @ 384x120000 (the re-rank's shape)",
+         lambda: torch.matmul(tqa, txa, out=tsa)),
+    ):
+        fn()
+        cpu, wall = best_of(fn, repeats)
+        rows.append(f"| {name} | {sflops / cpu / 1e9:.1f} | {sflops / wall / 1e9:.1f} |")
+    # bf16 inputs, float32 accumulation (oneDNN: AMX or AVX512-BF16 where the CPU has them):
+    # reported beside the float32 limit, which stays the one the kernel (float32 products,
+    # float32 results) is compared with
+    ta16, tb16 = ta.to(torch.bfloat16), tb.to(torch.bfloat16)
+    fn16 = lambda: torch.matmul(ta16, tb16)  # noqa: E731
+    fn16()
+    cpu, wall = best_of(fn16, repeats)
+    rows.append(f"| torch bf16 GEMM {n}x{n} (not the kernel's arithmetic) | "
+                f"{flops / cpu / 1e9:.1f} | {flops / wall / 1e9:.1f} |")
     return best, rows
 
 

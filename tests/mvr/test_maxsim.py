@@ -243,3 +243,58 @@ def test_rerank_non_contiguous_float32_documents() -> None:
     np.testing.assert_allclose(
         maxsim_candidates(queries, documents, [0, 3]), want, rtol=1e-5, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_rerank_lane_blocks_and_row_tails(dtype) -> None:
+    # Query lengths around the tiles' lane count (one, two and three blocks of query
+    # rows, with and without zero lanes) and document lengths 1..20, so every tail of
+    # the row tiles (ROWS, 4 and 1 rows) follows a full tile; all-pairs blocks of
+    # several queries share lane blocks across query boundaries.
+    from mvr._maxsim_tiles import LANES
+
+    rng = np.random.default_rng(31)
+    lengths_q = sorted({1, 2, LANES - 1, LANES, LANES + 1, 2 * LANES + 3, 70})
+    queries = [rng.standard_normal((t, 24)).astype(np.float32) for t in lengths_q]
+    documents = [rng.standard_normal((t, 24)).astype(dtype) for t in range(1, 21)]
+    want = _brute(queries, documents)
+    tol = dict(rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(maxsim(queries, documents), want, **tol)
+    cand = np.linspace(0, len(documents), len(queries) + 1).astype(np.int64)
+    expect = np.concatenate([want[q, cand[q] : cand[q + 1]] for q in range(len(queries))])
+    np.testing.assert_allclose(maxsim_candidates(queries, documents, cand), expect, **tol)
+
+
+def test_tiles_for_a_cpu_without_avx512(tmp_path) -> None:
+    """The tile shape is picked for the CPU numba compiles for: on AVX-512 hosts the
+    32-lane tiles, elsewhere 24 lanes x 4 rows. Whichever this host has, the other
+    shape is checked in a subprocess compiling for a Haswell (AVX2) target, against
+    the same brute force."""
+    import os
+    import subprocess
+    import sys
+
+    from mvr._maxsim_tiles import host_has_avx512
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    if host_has_avx512():
+        env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx,+avx2,+fma,+f16c,+sse4.2")
+    code = (
+        "import numpy as np\n"
+        "from mvr import maxsim\n"
+        "from mvr._maxsim_tiles import LANES, ROWS\n"
+        "rng = np.random.default_rng(5)\n"
+        "q = [rng.standard_normal((t, 40)).astype(np.float32) for t in (1, 23, 24, 25, 50)]\n"
+        "d = [rng.standard_normal((t, 40)).astype(np.float16) for t in range(1, 14)]\n"
+        "got = maxsim(q, d)\n"
+        "want = np.array([[(a.astype(np.float64) @ b.astype(np.float64).T).max(1).sum()"
+        " for b in d] for a in q])\n"
+        "print(LANES, ROWS, float(np.abs(got - want).max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lanes, rows, err = out.stdout.split()
+    if host_has_avx512():
+        assert (lanes, rows) == ("24", "4")
+    assert float(err) < 1e-3
