@@ -291,13 +291,16 @@ class TokenCodec:
                 "code_size": self.code_size, "approx_bytes": self.approx_bytes}
 
 
-def pq_encode(x: np.ndarray, centroids: np.ndarray, rows: int = 8192) -> np.ndarray:
+def pq_encode(x: np.ndarray, centroids: np.ndarray, rows: int = 256) -> np.ndarray:
     """Product-quantiser codes of ``x`` (shape (n, M * dsub)) against ``centroids``
     (shape (M, 256, dsub)): per sub-vector the nearest centroid (L2; the first on a tie),
-    as ``faiss.IndexPQ.sa_encode`` gives them, by one small GEMM per sub-quantizer and
-    block of rows (``|c|^2 - 2 x.c``): faiss's own loop is scalar at 6 dimensions per
-    sub-quantizer (most of a build's write stage); 2.6x faster in one probe on 60,000
-    384-d vectors beside another job, not benchmarked. Shape (n, M) uint8."""
+    as ``faiss.IndexPQ.sa_encode`` gives them, by one batched GEMM over the M
+    sub-quantizers per block of ``rows`` rows (``|c|^2 - 2 x.c``) into a reused
+    (M, rows, 256) buffer that stays in L2, then one argmin. faiss's own loop is scalar
+    at 6 dimensions per sub-quantizer; blocks of 8,192 rows, one GEMM per sub-quantizer,
+    made 8 MB temporaries per step. On 20,000 384-d vectors, quiet AVX-512 Xeon, one
+    thread: 0.25 s vs 0.85 s for the 8,192-row version (codes identical to faiss's).
+    Shape (n, M) uint8."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m_count, k, dsub = centroids.shape
     if x.ndim != 2 or x.shape[1] != m_count * dsub or k > 256:
@@ -306,13 +309,15 @@ def pq_encode(x: np.ndarray, centroids: np.ndarray, rows: int = 8192) -> np.ndar
             f"{x.shape} and {k}"
         )
     out = np.empty((x.shape[0], m_count), np.uint8)
-    cn = np.einsum("mkd,mkd->mk", centroids, centroids)
-    ct = np.ascontiguousarray(centroids.transpose(0, 2, 1))  # (M, dsub, k)
+    c = np.asarray(centroids, dtype=np.float32)
+    cn = np.einsum("mkd,mkd->mk", c, c)[:, None, :]  # (M, 1, k)
+    ct = np.ascontiguousarray(-2.0 * c.transpose(0, 2, 1), dtype=np.float32)  # (M, dsub, k)
+    buf = np.empty((m_count, min(rows, max(x.shape[0], 1)), k), np.float32)
     for lo in range(0, x.shape[0], rows):
-        sub = x[lo : lo + rows].reshape(-1, m_count, dsub)
-        for m in range(m_count):
-            d = cn[m] - 2.0 * (sub[:, m, :] @ ct[m])
-            out[lo : lo + rows, m] = np.argmin(d, axis=1)
+        sub = x[lo : lo + rows].reshape(-1, m_count, dsub).transpose(1, 0, 2)  # (M, r, dsub)
+        d = np.matmul(sub, ct, out=buf[:, : sub.shape[1]])
+        d += cn
+        out[lo : lo + sub.shape[1]] = np.argmin(d, axis=2).T
     return out
 
 

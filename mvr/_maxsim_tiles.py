@@ -36,7 +36,7 @@ def host_has_avx512() -> bool:
     set, ``NUMBA_CPU_FEATURES``, else the host's as LLVM detects them)."""
     from numba.core import config
 
-    feats = config.CPU_FEATURES
+    feats = getattr(config, "CPU_FEATURES", None)
     if feats is None:
         import llvmlite.binding as ll
 

@@ -289,7 +289,7 @@ class MvrEngine(harness.Engine):
                  (100, 100), (200, 200), (400, 400))
     # with token lists (format 3): (N, token_candidates, rerank_candidates); 0 = no lists
     THREE = ((100, 100, 20), (200, 200, 20), (200, 200, 50), (500, 500, 50), (1000, 1000, 100),
-             (2000, 2000, 200), (100, 0, 100), (200, 0, 200), (400, 0, 400), (200, 0, 20))
+             (100, 0, 100), (400, 0, 400))
 
     def build(self, index: Path, exchange: Path, threads: int) -> dict[str, Any]:
         from indexing import build_index
