@@ -108,7 +108,7 @@ def _assert_same(mv, reference, atol=1e-5):
 @pytest.mark.parametrize("attend", [False, True])
 def test_stanford_matches_colbert_ai(tmp_path, stanford_dir, attend):
     directory = stanford_dir if not attend else build_stanford(tmp_path / "s", attend_to_mask_tokens=True)
-    enc = encoders.load(directory, device="cpu", batch_size=3, progress=False)
+    enc = encoders.load(directory, device="cpu", precision="fp32", batch_size=3, progress=False)
     assert enc.dim == PROJ and enc.identity["name"] == "stanford-colbert"
     ref_q, _ = colbert_ai_reference(directory, TEXTS, is_query=True)
     ref_d, _ = colbert_ai_reference(directory, TEXTS, is_query=False)
@@ -117,7 +117,7 @@ def test_stanford_matches_colbert_ai(tmp_path, stanford_dir, attend):
 
 
 def test_stanford_markers_and_augmentation(stanford_dir):
-    enc = encoders.load(stanford_dir, device="cpu", progress=False)
+    enc = encoders.load(stanford_dir, device="cpu", precision="fp32", progress=False)
     tok = enc.tokenizer
     q_marker, d_marker = tok.convert_tokens_to_ids(["[unused0]", "[unused1]"])
     seqs, _ = enc.tokenize(["the fox", ""], enc.query_spec)
@@ -132,7 +132,7 @@ def test_stanford_markers_and_augmentation(stanford_dir):
 
 
 def test_stanford_skiplist_documents_only(stanford_dir):
-    enc = encoders.load(stanford_dir, device="cpu", progress=False)
+    enc = encoders.load(stanford_dir, device="cpu", precision="fp32", progress=False)
     text = ["the fox , jumps ! over ."]  # 4 words + 3 punctuation
     docs, queries = enc.encode_documents(text), enc.encode_queries(text)
     assert docs.lengths.tolist() == [3 + 4]  # [CLS] [D] [SEP] + words, punctuation dropped
@@ -144,7 +144,7 @@ def test_stanford_skiplist_documents_only(stanford_dir):
 
 
 def test_stanford_truncation_counted_once(stanford_dir, caplog):
-    enc = encoders.load(stanford_dir, device="cpu", progress=False)
+    enc = encoders.load(stanford_dir, device="cpu", precision="fp32", progress=False)
     long = " ".join(["fox"] * 40)
     with caplog.at_level(logging.WARNING, logger="encoders"):
         docs = enc.encode_documents([long, "a cat", long, long])
@@ -160,7 +160,7 @@ def test_stanford_incomplete_dir_names_file(stanford_dir, copy_dir, missing):
     if missing == "vocab.txt":
         (directory / "tokenizer.json").unlink()
     with pytest.raises(ModelFileNotFoundError, match=missing.replace(".", r"\.")):
-        encoders.load(directory, device="cpu")
+        encoders.load(directory, device="cpu", precision="fp32")
 
 
 def test_stanford_unknown_marker(stanford_dir, copy_dir):
@@ -169,7 +169,7 @@ def test_stanford_unknown_marker(stanford_dir, copy_dir):
     meta["query_token_id"] = "[unused9]"
     (directory / "artifact.metadata").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"\[unused9\]"):
-        encoders.load(directory, device="cpu")
+        encoders.load(directory, device="cpu", precision="fp32")
 
 
 # ------------------------------------------------------------------ PyLate
@@ -180,7 +180,7 @@ def test_pylate_matches_reference(tmp_path, pylate_dir, expand, attend):
     directory = pylate_dir if (expand, attend) == (True, False) else build_pylate(
         tmp_path / "p", do_query_expansion=expand, attend_to_expansion_tokens=attend
     )
-    enc = encoders.load(directory, device="cpu", batch_size=3, progress=False)
+    enc = encoders.load(directory, device="cpu", precision="fp32", batch_size=3, progress=False)
     assert enc.dim == PROJ and enc.identity["name"] == "pylate-colbert"
     ref_q, ids = pylate_reference(directory, TEXTS, is_query=True, attend=attend, expand=expand)
     ref_d, _ = pylate_reference(directory, TEXTS, is_query=False)
@@ -189,7 +189,7 @@ def test_pylate_matches_reference(tmp_path, pylate_dir, expand, attend):
 
 
 def test_pylate_prefix_after_cls_and_expansion(pylate_dir):
-    enc = encoders.load(pylate_dir, device="cpu", progress=False)
+    enc = encoders.load(pylate_dir, device="cpu", precision="fp32", progress=False)
     tok = enc.tokenizer
     q_id, d_id = tok.convert_tokens_to_ids(["[Q] ", "[D] "])
     assert q_id >= 40 and d_id >= 40  # added tokens, after the base vocabulary
@@ -210,7 +210,7 @@ def test_pylate_incomplete_dir_names_file(pylate_dir, copy_dir, path, match):
     directory = copy_dir(pylate_dir)
     (directory / path).unlink()
     with pytest.raises(ModelFileNotFoundError, match=match):
-        encoders.load(directory, device="cpu")
+        encoders.load(directory, device="cpu", precision="fp32")
 
 
 def test_pylate_dense_shape_mismatch(pylate_dir, copy_dir):
@@ -219,15 +219,15 @@ def test_pylate_dense_shape_mismatch(pylate_dir, copy_dir):
     cfg["out_features"] = 8
     (directory / "1_Dense" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=r"\(8, 32\)"):
-        encoders.load(directory, device="cpu")
+        encoders.load(directory, device="cpu", precision="fp32")
 
 
 # ------------------------------------------------------------------ shared machinery
 @pytest.mark.parametrize("which", ["stanford", "pylate"])
 def test_batch_size_invariance_and_order(request, which):
     directory = request.getfixturevalue(f"{which}_dir")
-    one = encoders.load(directory, device="cpu", batch_size=1, progress=False)
-    seven = encoders.load(directory, device="cpu", batch_size=7, progress=False)
+    one = encoders.load(directory, device="cpu", precision="fp32", batch_size=1, progress=False)
+    seven = encoders.load(directory, device="cpu", precision="fp32", batch_size=7, progress=False)
     texts = TEXTS * 2
     for side in ("encode_queries", "encode_documents"):
         a, b = getattr(one, side)(texts), getattr(seven, side)(texts)
@@ -243,13 +243,13 @@ def test_batch_size_invariance_and_order(request, which):
 
 
 def test_identity_stable_and_distinct(stanford_dir, pylate_dir, tmp_path):
-    a = encoders.load(stanford_dir, device="cpu")
-    b = encoders.load(stanford_dir, device="cpu", batch_size=5)
+    a = encoders.load(stanford_dir, device="cpu", precision="fp32")
+    b = encoders.load(stanford_dir, device="cpu", precision="fp32", batch_size=5)
     assert a.identity == b.identity  # batch size is not part of the identity
     assert len(a.identity["weights_sha256"]) == 64
-    c = encoders.load(stanford_dir, device="cpu", query_maxlen=8)
+    c = encoders.load(stanford_dir, device="cpu", precision="fp32", query_maxlen=8)
     assert c.identity != a.identity and c.encode_queries(["the"]).lengths.tolist() == [8]
-    assert encoders.load(pylate_dir, device="cpu").identity != a.identity
+    assert encoders.load(pylate_dir, device="cpu", precision="fp32").identity != a.identity
     json.dumps(a.identity)  # JSON-able, for the manifest
 
 
@@ -267,12 +267,12 @@ def test_options_validated_and_bf16_close(stanford_dir):
     with pytest.raises(ConfigError, match="precision"):
         encoders.load(stanford_dir, device="cpu", precision="int4")
     with pytest.raises(ConfigError, match="batch_size"):
-        encoders.load(stanford_dir, device="cpu", batch_size=0)
+        encoders.load(stanford_dir, device="cpu", precision="fp32", batch_size=0)
     with pytest.raises(ConfigError, match="max_position_embeddings"):
-        encoders.load(stanford_dir, device="cpu", doc_maxlen=65)
+        encoders.load(stanford_dir, device="cpu", precision="fp32", doc_maxlen=65)
     with pytest.raises(TypeError):  # unknown options are refused, not ignored
-        encoders.load(stanford_dir, device="cpu", use_fast=True)
-    fp32 = encoders.load(stanford_dir, device="cpu", progress=True, batch_size=2)
+        encoders.load(stanford_dir, device="cpu", precision="fp32", use_fast=True)
+    fp32 = encoders.load(stanford_dir, device="cpu", precision="fp32", progress=True, batch_size=2)
     bf16 = encoders.load(stanford_dir, device="cpu", precision="bf16", batch_size=2)
     assert bf16.identity == fp32.identity  # same model: same identity
     a, b = fp32.encode_documents(TEXTS), bf16.encode_documents(TEXTS)
@@ -283,7 +283,7 @@ def test_options_validated_and_bf16_close(stanford_dir):
 def test_concurrent_calls_match_sequential(pylate_dir):
     from concurrent.futures import ThreadPoolExecutor
 
-    enc = encoders.load(pylate_dir, device="cpu", batch_size=2, progress=False)
+    enc = encoders.load(pylate_dir, device="cpu", precision="fp32", batch_size=2, progress=False)
     expected = enc.encode_documents(TEXTS)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: enc.encode_documents(TEXTS), range(8)))
@@ -297,7 +297,8 @@ def test_auto_precision_follows_the_cpu(stanford_dir):
 
     enc = encoders.load(stanford_dir, device="cpu", precision="auto")
     assert enc.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert encoders.load(stanford_dir, device="cpu").precision == "fp32"  # the default
+    # the default is "auto": bf16 autocast where the CPU computes bf16 natively
+    assert encoders.load(stanford_dir, device="cpu").precision == enc.precision
 
 
 def test_int8_quantises_the_linears_and_stays_close(stanford_dir):

@@ -31,7 +31,7 @@ def default_encoder():
     mp.setattr(socket.socket, "connect", no_network)
     mp.setattr(socket, "create_connection", no_network)
     try:
-        enc = encoders.load("default", device="cpu", progress=False)
+        enc = encoders.load("default", device="cpu", precision="fp32", progress=False)
     finally:
         mp.undo()
     return enc

@@ -64,6 +64,20 @@ TEXTS = [
 IDS = [f"doc-{i:02d}" for i in range(len(TEXTS))]
 
 
+def _reencoded_or_stored() -> set[str]:
+    """What ``/explain`` may say of a float16 table's document. The server loads the
+    index's encoder at its default precision: on a CPU with native bf16 that is bf16
+    autocast, whose vectors depend on the batch a text is encoded in, so re-encoding
+    one document need not reproduce the stored (batch-encoded) vectors, and explain
+    then says, rightly, that it used the stored ones."""
+    from encoders._transformer import cpu_has_native_bf16
+
+    return {"reencoded", "stored"} if cpu_has_native_bf16() else {"reencoded"}
+
+
+_REENCODED = _reencoded_or_stored()
+
+
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def default_encoder():
@@ -120,7 +134,7 @@ def test_explain_total_is_the_search_and_rerank_score(http):
         e = _explain(http, QUERY, doc_id)
         rerank = http.post("/rerank", json={"query": QUERY, "documents": [doc_id]}).json()
         rerank_score = rerank["results"][0]["score"]
-        assert e["vectors"] == "reencoded"  # float16 table: re-pooling reproduces it
+        assert e["vectors"] in _REENCODED  # float16 table: re-pooling reproduces it
         contributions = [m["similarity"] for m in e["matches"]]
         assert len(contributions) == len(e["query_tokens"])
         assert e["total"] == pytest.approx(sum(contributions), abs=1e-6)
@@ -156,7 +170,10 @@ def test_explain_matches_an_independent_recomputation(http, default_encoder, ind
     sims = q @ pooled.T
     for i, m in enumerate(e["matches"]):
         assert m["vector"] == int(sims[i].argmax())
-        assert m["similarity"] == pytest.approx(float(sims[i].max()), abs=1e-4)
+        # bf16 hosts: the stored vectors were encoded in a batch, these alone (see
+        # _reencoded_or_stored); bf16's rounding then moves a similarity by ~1e-4
+        tol = 1e-4 if _REENCODED == {"reencoded"} else 2e-3
+        assert m["similarity"] == pytest.approx(float(sims[i].max()), abs=tol)
         assert m["query_token"] == e["query_tokens"][i]
         assert all(toks[j]["vector"] == m["vector"] for j in m["document_tokens"])
         assert m["best_token"] in m["document_tokens"]
@@ -178,7 +195,7 @@ def test_explain_matches_an_independent_recomputation(http, default_encoder, ind
 def test_a_truncated_document_explains_its_first_256_tokens(http):
     doc_id, text = IDS[-1], TEXTS[-1]
     e = _explain(http, QUERY, doc_id)
-    assert e["truncated"] is True and e["vectors"] == "reencoded"
+    assert e["truncated"] is True and e["vectors"] in _REENCODED
     toks = e["document_tokens"]
     assert len(toks) == 256 and toks[-1]["text"] == "[SEP]"
     last = toks[-2]
@@ -372,7 +389,8 @@ def test_search_page_in_chromium_highlights_what_explain_says(server, http, tmp_
             _check_highlights(page, e, only=None)
             expect(page.locator("#total")).to_have_text(f"{e['total']:.4f}")
             expect(page.locator("#total-note .ok")).to_contain_text(f"{e['score']:.4f}")
-            expect(page.locator("#vectors-used")).to_have_text("reencoded")
+            assert e["vectors"] in _REENCODED
+            expect(page.locator("#vectors-used")).to_have_text(e["vectors"])
             rows = page.locator("#contributions tbody tr")
             expect(rows).to_have_count(len(e["query_tokens"]))
             fever = e["query_tokens"].index("fever")

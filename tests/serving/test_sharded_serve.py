@@ -146,6 +146,13 @@ def test_killed_shard_is_503_or_partial_then_recovers(served: str, index: Path) 
     os.kill(pid, signal.SIGKILL)  # the replica's process, as a lost node would be
 
     down = _post(f"{served}/search", body)
+    if down.status_code == 200:
+        # Serve restarted the replica (or retried the call on it) before this request
+        # reached it: seen on a fast, idle machine; then only the complete answer will do
+        got = down.json()
+        assert got["partial"] is False and got["missing_shards"] == []
+        assert [x["ids"] for x in got["results"]] == [x["ids"] for x in before["results"]]
+        return
     assert down.status_code == 503, down.text
     assert "shard(s) [1]" in down.json()["detail"] and "Retry-After" in down.headers
     part = _post(f"{served}/search", {**body, "partial_results": True})
