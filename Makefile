@@ -28,6 +28,8 @@ $(BSTAMP): $(STAMP)
 	$(PIP) install -q -e ".[dev,distributed,bench]"
 	$(PIP) install -q --no-deps fastembed==0.9.1
 	$(PIP) install -q onnxruntime loguru mmh3 py-rust-stemmers
+	# the re-rank kernel's peer in scripts/bench_rerank_kernel.py
+	$(PIP) install -q maxsim-cpu==0.1.0
 	touch $@
 
 # The search page's test drives Debian's chromium through Playwright (which never downloads one).

@@ -298,8 +298,9 @@ def pq_encode(x: np.ndarray, centroids: np.ndarray, rows: int = 256) -> np.ndarr
     sub-quantizers per block of ``rows`` rows (``|c|^2 - 2 x.c``) into a reused
     (M, rows, 256) buffer that stays in L2, then one argmin. faiss's own loop is scalar
     at 6 dimensions per sub-quantizer; blocks of 8,192 rows, one GEMM per sub-quantizer,
-    made 8 MB temporaries per step. On 20,000 384-d vectors, quiet AVX-512 Xeon, one
-    thread: 0.25 s vs 0.85 s for the 8,192-row version (codes identical to faiss's).
+    made 8 MB temporaries per step. A probe (no benchmark script) on 20,000 random 384-d
+    vectors, quiet AVX-512 Xeon: 0.25 vs 0.85 CPU-s; in a 100k PyPI build the write stage
+    moved only ~10% (its bulk is the coarse assignment). Codes identical to faiss's.
     Shape (n, M) uint8."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     m_count, k, dsub = centroids.shape

@@ -5,9 +5,10 @@ and ``d_j`` of a document.
 
 How it is computed: one fused numba kernel (``nogil``), no BLAS call, no padding of
 documents and no similarity matrix in memory. Each document's token rows are taken
-in chunks of at most ``_CHUNK_BYTES`` of float32; one sequential pass brings a chunk
-into a reused per-thread float32 buffer that stays in L2 (float16 rows converted on
-the way with the CPU's own half -> single instruction). The query rows of a task are
+in chunks of at most ``_CHUNK_BYTES`` of float32; float16 rows are converted (the
+CPU's own half -> single instruction) into a reused per-thread float32 buffer that
+stays in L2, float32 rows are read in place (each row is read once per block of
+query rows), and the next chunk's rows are prefetched while the tiles run. The query rows of a task are
 transposed once into blocks of ``LANES`` rows; a register tile
 (:mod:`mvr._maxsim_tiles`) then multiplies ``ROWS`` chunk rows by one block, one
 vector FMA per chunk row and coordinate, and folds the dot products into a running
@@ -26,8 +27,11 @@ on rows in L2, runs at the square GEMM's rate; what remains is the pass that
 brings rows from memory. (That tile was 4 query rows x 3 document rows vectorised
 over the dimension; on an AVX-512 Xeon it reached 42% of the square GEMM's 192
 GFLOP/s, its 12 horizontal sums per tile and LLVM's 256-bit preference the limits,
-and the transposed tiles replaced it: BENCHMARKS.md, "Re-rank kernel".) Copying float32 rows into the L2 buffer first beat
-reading them in place (~39 vs ~31 GFLOP/s); prefetching the next chunk a slice
+and the transposed tiles replaced it: BENCHMARKS.md, "Re-rank kernel"; they read
+each float32 row once per 32 query rows, so the copy into the L2 buffer that the 4 x 3
+tiles needed went, and the prefetch moved into the tiles' FMA loop.) For the 4 x 3
+tiles, copying float32 rows into the L2 buffer first beat reading them in place (~39
+vs ~31 GFLOP/s); prefetching the next chunk a slice
 after every tile of the current one (so the memory loads overlap the FMAs) added
 10-20% (f32 45 vs 37, f16 52 vs 48 GFLOP/s); prefetching during the first query
 pass only, and a double-buffered fill spread over the tiles, did not. The instruction set is the host's, picked at run time: numba compiles for
@@ -473,24 +477,6 @@ def _half_rows_to_f32(
     for r in range(hi - lo):
         for k in range(half.shape[1]):
             dst[r, k] = _half_bits_to_f32(half[lo + r, k])  # type: ignore[call-arg]
-
-
-@numba.njit(nogil=True, cache=True)
-def _copy_rows(
-    full: np.ndarray, lo: int, hi: int, dst: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """``dst[:hi - lo] = full[lo:hi]``.
-
-    Parameters
-    ----------
-    full : np.ndarray
-        Shape: (n, dim), float32.
-    dst : np.ndarray
-        Shape: (>= hi - lo, dim), float32. Written.
-    """
-    for r in range(hi - lo):
-        for k in range(full.shape[1]):
-            dst[r, k] = full[lo + r, k]
 
 
 @numba.njit(nogil=True, cache=True)

@@ -267,9 +267,9 @@ def test_rerank_lane_blocks_and_row_tails(dtype) -> None:
 
 def test_tiles_for_a_cpu_without_avx512(tmp_path) -> None:
     """The tile shape is picked for the CPU numba compiles for: on AVX-512 hosts the
-    32-lane tiles, elsewhere 24 lanes x 4 rows. Whichever this host has, the other
-    shape is checked in a subprocess compiling for a Haswell (AVX2) target, against
-    the same brute force."""
+    32-lane tiles, elsewhere 24 lanes x 4 rows. On an AVX-512 host the AVX2 shape is
+    checked too, in a subprocess compiling for a Haswell target, against the same brute
+    force (an AVX2 host cannot run AVX-512 code: there the subprocess checks its own)."""
     import os
     import subprocess
     import sys
