@@ -1,9 +1,9 @@
 """Corruption campaign: mutate one file of a small index per trial (truncate, zero,
 bit-flip, delete, swap, garbage; every kind of file: manifest, codec, tombstones, tokens,
-centroid ids, first stages, ids, lengths, texts, metadata, BM25, checksums), open the copy
-with default settings in memory, mmap and ssd modes and search it. Every trial must be
-refused with an MVRError naming the file, or answer exactly as the intact index; prints
-the counts per file kind and mutation, exits 1 if a trial failed.
+approximate codes, centroid ids, first stages, ids, lengths, texts, metadata, BM25,
+checksums), open the copy with default settings in memory, mmap and ssd modes and search
+it. Every trial must be refused with an MVRError naming the file, or answer exactly as the
+intact index; prints the counts per file kind and mutation, exits 1 if a trial failed.
 
     .venv/bin/python scripts/corrupt_campaign.py --trials 240 --regime default,large
     .venv/bin/python scripts/corrupt_campaign.py --trials 12 --regime large --seed 3
@@ -12,7 +12,8 @@ the counts per file kind and mutation, exits 1 if a trial failed.
 reads whole; tables and texts are checked record by record as they are read). Trials run
 in a worker process; one that dies (a segfault in a library reading a damaged file)
 counts as FAILED and the worker is restarted at the next trial. The trials are those of
-``tests/indexing/test_corruption.py`` (tests/fixtures/corrupt_lib.py).
+tests/fixtures/corrupt_lib.py (``plan``: every kind x mutation, round robin);
+``tests/indexing/test_corruption.py`` runs one trial per kind of file (``cover``).
 """
 
 from __future__ import annotations
