@@ -36,6 +36,7 @@ import numpy as np
 
 from mvr._durable import fsync_file, writing
 from mvr.errors import CorruptIndexError, InvalidInputError
+from mvr.format import FIELD_TYPES, METADATA_FILE, METADATA_VERSION
 
 __all__ = [
     "METADATA_FILE",
@@ -46,9 +47,6 @@ __all__ = [
     "write_metadata_file",
 ]
 
-METADATA_FILE = "metadata.arrow"
-METADATA_VERSION = 1
-FIELD_TYPES = ("string", "number", "boolean", "string_list")
 STAGING_FILE = "metadata.jsonl"
 _INT64 = (-(2**63), 2**63 - 1)
 

@@ -1,7 +1,8 @@
 """``mvr info`` and ``mvr verify``: read an index's manifest, and check its files against it.
 
-Both read only ``manifest.json`` and the files it lists (no encoder, no torch): they are
-the format contract's own tools, so they live in ``mvr``.
+Both read only ``manifest.json`` and the files it lists (no encoder, no torch; ``info``
+also reads the metadata columns and tombstones): they are the format contract's own
+tools, so they live in ``mvr``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def bytes_by_part(manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def index_info(path: str | Path) -> dict[str, Any]:
-    """What ``mvr info --json`` prints: counts, bytes per part, configs, encoder, format."""
+    """What ``mvr info --json`` prints: counts, bytes per part, configs, encoder, format,
+    and the metadata fields (:func:`mvr._metadata.read_metadata_summary`)."""
     from mvr._manifest import read_manifest
+    from mvr._metadata import read_metadata_summary
 
     m = read_manifest(path)
     by_part = bytes_by_part(m)
@@ -64,6 +67,7 @@ def index_info(path: str | Path) -> dict[str, Any]:
         "config": m["config"],
         "dtypes": m["dtypes"],
         "segments": m["segments"],
+        "metadata": read_metadata_summary(path, m),
         "bytes": {"parts": by_part,
                   "total": sum(sum(g.values()) for g in by_part.values()),
                   "files": len(m["files"])},
@@ -107,6 +111,23 @@ def _encoder_line(info: dict[str, Any]) -> str:
             f"weights sha256 {sha[:16]}{'...' if len(sha) > 16 else ''}; {load}")
 
 
+def _metadata_lines(summary: dict[str, Any]) -> list[str]:
+    fields = summary["fields"]
+    if not fields:
+        return ["metadata   none (no document has metadata fields)"]
+    rows = [["field", "type", "documents", "values"]]
+    for name, f in fields.items():
+        values = (f"{f['distinct']:,} distinct" if "distinct" in f else
+                  f"{f['min']} .. {f['max']}" if "min" in f else "-")
+        rows.append([name, f["type"], f"{f['documents']:,}", values])
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    table = ["  " + "  ".join(c.rjust(w) if i == 2 else c.ljust(w)
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+             for r in rows]
+    return [f"metadata   {len(fields)} field(s) over {summary['documents']:,} live documents",
+            *table]
+
+
 def format_info(info: dict[str, Any]) -> str:
     """The table ``mvr info`` prints."""
     c, cfg = info["counts"], info["config"]
@@ -130,6 +151,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"first      {first.get('kind')} "
         f"(per segment: {', '.join(s['first_stage'] for s in info['segments'])}), "
         f"default candidates {cfg.get('default_candidates')}",
+        *_metadata_lines(info["metadata"]),
         "",
         f"bytes      {_size(info['bytes']['total'])} in {info['bytes']['files']} files",
         *("  " + row for row in _bytes_table(info["bytes"]["parts"])),
@@ -146,6 +168,8 @@ def info_command(
     """Show an index: counts, bytes per part, configs, encoder, format version.
 
     Bytes are the sizes the manifest lists, per segment and part (tokens.bin, fde.zarr, ...).
+    Metadata: each field's type, how many live documents have it, and its distinct values
+    (strings) or range (numbers).
 
     Example: mvr info scifact.mvr --json
     """

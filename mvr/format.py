@@ -31,6 +31,11 @@ refuses version 3 by its number rather than misreading the codec file.
 
 Records start on multiples of ``record_alignment`` bytes (1 = packed), recorded
 in the manifest, so one document is one contiguous (aligned) read.
+
+Document metadata (optional) is ``segments/<name>/metadata.arrow``: an Arrow IPC
+file with one column per field, its schema's metadata ``{"mvr_metadata": {"version":
+METADATA_VERSION, "types": {field: type}}}`` with a type in ``FIELD_TYPES``
+(:mod:`indexing._metadata` writes it, :mod:`mvr._metadata` reads it).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ __all__ = [
     "LOCK_NAME",
     "SEGMENTS_DIR",
     "TOKENS_FILE",
+    "METADATA_FILE",
+    "METADATA_VERSION",
+    "FIELD_TYPES",
     "TABLE_DTYPES",
     "CODED_DTYPES",
     "record_nbytes",
@@ -64,6 +72,9 @@ SEGMENTS_DIR = "segments"
 TOKENS_FILE = "tokens.bin"
 TABLE_DTYPES = ("float16", "int8", "res4", "res8")
 CODED_DTYPES = ("res4", "res8")  # need the index's token codec to decode
+METADATA_FILE = "metadata.arrow"
+METADATA_VERSION = 1
+FIELD_TYPES = ("string", "number", "boolean", "string_list")
 
 
 def _check_dtype(dtype: str) -> None:
