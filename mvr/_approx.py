@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from mvr._maxsim import _prefetch
+from mvr._pq_tiles import LANES, pq_token
 from mvr.errors import DimensionMismatchError
 
 __all__ = [
@@ -102,18 +103,19 @@ def centroid_scores(
 _PREFETCH_AHEAD = 4  # candidates (a microbenchmark under load: 3,000 PyPI candidates 11.6-16.6 ms, 23-26 without)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)
+@numba.njit(nogil=True, cache=True)
 def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out, addr):  # pragma: no cover
     # st: (K, P) float32 and lut8: (M, 256, P) uint8 of one query, P >= nq padded to a
-    # multiple of 8 so that the inner loops over query tokens are whole SIMD vectors; a
-    # token's refined similarity to query token a is st[c, a] + bias[a] + scale[a] * sum.
-    # The codes of the candidate _PREFETCH_AHEAD places on are prefetched (``addr``: the
-    # address of acodes): candidates are random rows, so each one's codes are a cache
-    # miss the hardware prefetcher cannot foresee
+    # multiple of LANES; a token's refined similarity to query token a is
+    # st[c, a] + bias[a] + scale[a] * sum_m lut8[m, code_m, a], LANES query tokens per
+    # step (mvr._pq_tiles.pq_token). The codes of the candidate _PREFETCH_AHEAD places
+    # on are prefetched (``addr``: the address of acodes): candidates are random rows,
+    # so each one's codes are a cache miss the hardware prefetcher cannot foresee
     p = st.shape[1]
     m_count = acodes.shape[1]
     acc = np.empty(p, dtype=np.float32)
-    tot = np.empty(p, dtype=np.uint16)
+    lut_a, st_a, bias_a, scale_a, acc_a = (lut8.ctypes.data, st.ctypes.data, bias.ctypes.data,
+                                           scale.ctypes.data, acc.ctypes.data)
     n_rows = rows.shape[0]
     for j in range(n_rows):
         if j + _PREFETCH_AHEAD < n_rows:
@@ -131,15 +133,10 @@ def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out, a
         for a in range(p):
             acc[a] = -np.inf
         for t in range(tok_starts[r], tok_starts[r + 1]):
-            for a in range(p):
-                tot[a] = 0
-            for m in range(m_count):
-                code = acodes[t, m]
-                for a in range(p):
-                    tot[a] += lut8[m, code, a]
-            c = cids[t]
-            for a in range(p):
-                acc[a] = max(acc[a], st[c, a] + bias[a] + scale[a] * np.float32(tot[a]))
+            st_row = st_a + np.int64(cids[t]) * p * 4
+            for lo in range(0, p, LANES):
+                pq_token(lut_a + lo, addr + t * m_count, m_count, p, st_row + lo * 4,
+                         bias_a + lo * 4, scale_a + lo * 4, acc_a + lo * 4)
         s = np.float32(0.0)
         for a in range(nq):
             s += acc[a]
@@ -195,7 +192,7 @@ def prepare_pq(st: np.ndarray, lut: Any, query_offsets: np.ndarray) -> list[tupl
     out = []
     for i in range(len(query_offsets) - 1):
         lo, hi = int(query_offsets[i]), int(query_offsets[i + 1])
-        p = max(8, -(-(hi - lo) // 8) * 8)
+        p = max(LANES, -(-(hi - lo) // LANES) * LANES)
         st_q = np.zeros((st.shape[0], p), np.float32)
         st_q[:, : hi - lo] = st[:, lo:hi]
         tables = lut(lo, hi) if callable(lut) else lut[:, :, lo:hi]
@@ -244,6 +241,11 @@ def pq_scores(
         prepared = prepare_pq(st, lut, query_offsets)
     for i in range(rows.shape[0]):
         st_q, lut8, bias, scale, nq = prepared[i]
+        if st_q.shape[1] % LANES or lut8.shape[2] != st_q.shape[1] or len(bias) != st_q.shape[1]:
+            raise DimensionMismatchError(
+                f"query {i}: prepared tables of {lut8.shape[2]} lanes and similarities of "
+                f"{st_q.shape[1]}: expected equal multiples of {LANES} (prepare_pq)"
+            )
         _pq_scores(st_q, lut8, bias, scale, nq, rows[i], tok_starts, cids, acodes, out[i],
                    acodes.ctypes.data)
     return out
