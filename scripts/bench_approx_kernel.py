@@ -115,10 +115,15 @@ def main() -> None:
                 rows = np.sort(rng.choice(a.docs, n, replace=False))[None, :]
                 ref = np.empty(n, np.float32)
                 got: list[np.ndarray] = []
-                t_ref = _best_of(lambda: _reference(st8, lut8, bias, scale, nq, rows[0], tok, cids,
-                                                    acodes, ref, acodes.ctypes.data), a.repeat)
-                t_new = _best_of(lambda: got.append(pq_scores(st, None, qo, rows, tok, cids, acodes,
-                                                              prep)), a.repeat)
+                def run_ref(rows=rows, ref=ref, st8=st8, lut8=lut8, bias=bias, scale=scale,
+                            nq=nq) -> None:
+                    _reference(st8, lut8, bias, scale, nq, rows[0], tok, cids, acodes, ref,
+                               acodes.ctypes.data)
+
+                def run_new(rows=rows, st=st, qo=qo, prep=prep, got=got) -> None:
+                    got.append(pq_scores(st, None, qo, rows, tok, cids, acodes, prep))
+
+                t_ref, t_new = _best_of(run_ref, a.repeat), _best_of(run_new, a.repeat)
                 diff = float(np.abs(got[-1][0] - ref).max())
                 if diff > 1e-4 * max(1.0, float(np.abs(ref).max())):
                     raise SystemExit(f"kernels disagree: max |diff| {diff}")
