@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import HashEncoder, brute_maxsim, small_config  # noqa: E402
 
-from mvr import FirstStageConfig  # noqa: E402
-
 import encoders  # noqa: E402
 from indexing import build_index, read_corpus  # noqa: E402
+from mvr import FirstStageConfig  # noqa: E402
 from mvr.cli import app  # noqa: E402
 from mvr.errors import DatasetError  # noqa: E402
 from serving import Searcher  # noqa: E402
@@ -380,3 +379,38 @@ def test_other_first_stage_backends_built_aside(setup) -> None:  # type: ignore[
     # HNSW with ef_search >= N over 200 points is (nearly) exact MIPS on the same FDEs
     np.testing.assert_allclose(hnsw, exact, atol=0.02)
     assert set(report["candidate_recall"]["hnsw"]["judged"]) >= {"ndcg@10", "recall@100"}
+
+
+def test_cli_eval_hybrid_equals_the_python_api(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``mvr eval --hybrid``: BM25, mvr and two fusions reported; the fused (and mvr) runs'
+    metrics equal those of ``Searcher.search(hybrid=...)`` scored with ``judged_metrics``."""
+    from indexing.corpus import load_beir
+
+    base, root, enc = setup
+    vec = _precomputed(base, root, enc)
+    out = tmp_path / "hybrid"
+    res = CliRunner().invoke(app, ["eval", str(base / "index"), "--dataset", str(root), "-o",
+                                   str(out), "--encoder", str(vec), "--hybrid",
+                                   "--fusions", "rrf,weighted:0.3", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "hybrid.json").read_text())
+    runs = report["runs"]
+    assert list(runs) == ["bm25 (bm25s)", "mvr", "fused rrf", "fused weighted w=0.3"]
+    assert report["queries"] == N_QUERIES and report["depth"] == 100
+    for name, r in runs.items():  # the printed table shows the written numbers
+        assert f"| {name} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} |" in res.output
+
+    ds = load_beir(root, "test")
+    qids = list(ds.queries)
+    texts = [ds.queries[q] for q in qids]
+    metrics = ("ndcg@10", "recall@100")
+    with Searcher.open(base / "index", encoder=encoders.load(vec)) as s:
+        mvr_ids = s.search(texts, k=100).ids
+        expect = {"mvr": mvr_ids}
+        for name, hyb in (("fused rrf", {"fusion": "rrf"}),
+                          ("fused weighted w=0.3", {"fusion": "weighted", "weight": 0.3})):
+            expect[name] = s.search(texts, k=100, hybrid={"depth": 100, **hyb}).ids
+    assert expect["fused rrf"] != mvr_ids  # the fusion changes some rankings
+    for name, ranked in expect.items():
+        want = judged_metrics(ds.qrels, qids, ranked, metrics)
+        assert {m: runs[name][m] for m in metrics} == pytest.approx(want, abs=1e-12), name
