@@ -14,7 +14,10 @@ and sharded vs single-process search latency, on PyPI.
   and with ``--serve`` of ``POST /search`` (vectors) on Ray Serve with K shard
   replicas (``mvr serve --ray --shards K``: HTTP, JSON and two Serve hops included).
   Query encoding is excluded everywhere (cached query vectors); the sharded answers
-  are checked against the single process's (ids, ``agree``).
+  are checked against the single process's: ``agree`` = the share of queries with the
+  same ids in the same order, ``max_score_diff`` = the largest absolute difference of
+  the scores at equal ranks (``scripts/check_sharded_scifact.py`` checks every SciFact
+  query, tie-tolerant, and fails on differences).
 
 ::
 
@@ -114,19 +117,31 @@ def build_vector_index(vectors: Path, n: int, segments: int, path: Path) -> None
             w.add(_vector_docs(vectors, int(a), int(b)))
 
 
-def _latency(search: Any, queries: Any) -> tuple[dict[str, float], list[list[str]]]:
+Ranked = tuple[list[list[str]], list[np.ndarray]]  # ids and scores per query
+
+
+def _latency(search: Any, queries: Any) -> tuple[dict[str, float], Ranked]:
+    """Batch-1 p50/p95 of ``search`` (which returns ``(ids, scores)`` per query batch)."""
     search(queries[:2])  # warm-up (numba, faiss)
-    lat, ids = [], []
+    lat, ids, scores = [], [], []
     for i in range(len(queries)):
         t = time.perf_counter()
-        ids += search(queries[i : i + 1])
+        got_ids, got_scores = search(queries[i : i + 1])
         lat.append(time.perf_counter() - t)
+        ids += got_ids
+        scores += [np.asarray(s, dtype=np.float64) for s in got_scores]
     return {"p50_ms": 1e3 * float(np.percentile(lat, 50)),
-            "p95_ms": 1e3 * float(np.percentile(lat, 95))}, ids
+            "p95_ms": 1e3 * float(np.percentile(lat, 95))}, (ids, scores)
 
 
-def _agree(a: list[list[str]], b: list[list[str]]) -> float:
-    return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+def _agree(ref: Ranked, got: Ranked) -> dict[str, float]:
+    """``agree``: share of queries with the same ids in the same order; ``max_score_diff``:
+    the largest absolute score difference at equal ranks (inf where the lengths differ)."""
+    same = [x == y for x, y in zip(ref[0], got[0], strict=True)]
+    diffs = [float(np.abs(a - b).max()) if len(a) == len(b) and len(a) else
+             0.0 if len(a) == len(b) else float("inf")
+             for a, b in zip(ref[1], got[1], strict=True)]
+    return {"agree": float(np.mean(same)), "max_score_diff": max(diffs, default=0.0)}
 
 
 def bench_search(vectors: Path, n: int, segments: int, nq: int, shards: int, mode: str,
@@ -143,11 +158,11 @@ def bench_search(vectors: Path, n: int, segments: int, nq: int, shards: int, mod
     _, q, _, _ = encoders.read_precomputed(vectors / "queries.zarr")
     q = q[:nq].astype(np.float32)
     with Searcher.open(path, mode=mode) as single:
-        res["single"], ref = _latency(lambda x: single.search(x, k=10).ids, q)
+        res["single"], ref = _latency(lambda x: _ranked(single.search(x, k=10)), q)
     sharded = open_local_shards(path, shards, mode=mode)
     try:
-        res["local_shards"], got = _latency(lambda x: sharded.search(x, k=10).ids, q)
-        res["local_shards"]["agree"] = _agree(ref, got)
+        res["local_shards"], got = _latency(lambda x: _ranked(sharded.search(x, k=10)), q)
+        res["local_shards"].update(_agree(ref, got))
     finally:
         sharded.close()
     if serve:
@@ -155,8 +170,11 @@ def bench_search(vectors: Path, n: int, segments: int, nq: int, shards: int, mod
     return res
 
 
-def _bench_serve(path: Path, q: Any, shards: int, mode: str, ref: list[list[str]]
-                 ) -> dict[str, Any]:
+def _ranked(results: Any) -> Ranked:
+    return results.ids, list(results.scores)
+
+
+def _bench_serve(path: Path, q: Any, shards: int, mode: str, ref: Ranked) -> dict[str, Any]:
     import httpx
     import ray
     from ray import serve
@@ -176,16 +194,16 @@ def _bench_serve(path: Path, q: Any, shards: int, mode: str, ref: list[list[str]
         cfg = ShardedServeConfig(shards=shards, shard_cpus=0.5, graceful_shutdown_s=1.0)
         serve.run(build_app(settings, cfg), name=APP_NAME, route_prefix="/")
         with httpx.Client(timeout=60) as c:
-            def search(x: Any) -> list[list[str]]:
+            def search(x: Any) -> Ranked:
                 r = c.post(f"http://127.0.0.1:{port}/search",
                            json={"vectors": [v.tolist() for v in x], "k": 10,
                                  "return_texts": False})
                 r.raise_for_status()
-                return [row["ids"] for row in r.json()["results"]]
+                rows = r.json()["results"]
+                return [row["ids"] for row in rows], [np.asarray(row["scores"]) for row in rows]
 
             lat, got = _latency(search, q)
-        lat["agree"] = _agree(ref, got)
-        return lat
+        return {**lat, **_agree(ref, got)}
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -206,14 +224,17 @@ def _table(res: dict[str, Any]) -> str:
     if s:
         lines += [f"search, {s['documents']:,} documents in {s['segments']} segments, "
                   f"{s['queries']} queries, batch 1, mode {s['mode']}", "",
-                  "| searcher | p50 ms | p95 ms | same ids as single |", "|---|---:|---:|---:|"]
+                  "| searcher | p50 ms | p95 ms | same ids as single | max abs score diff |",
+                  "|---|---:|---:|---:|---:|"]
         for key, name in (("single", "Searcher (1 process)"),
                           ("local_shards", f"{s['shards']} shards, one process"),
                           ("ray_serve_http", f"{s['shards']} shards, Ray Serve over HTTP")):
             if key in s:
                 r = s[key]
                 agree = f"{r['agree']:.3f}" if "agree" in r else "-"
-                lines.append(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {agree} |")
+                diff = f"{r['max_score_diff']:.2e}" if "max_score_diff" in r else "-"
+                lines.append(f"| {name} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {agree} | "
+                             f"{diff} |")
     return "\n".join(lines)
 
 
