@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from mvr._maxsim import _prefetch
-from mvr._pq_tiles import LANES, pq_token
+from mvr._pq_tiles import LANES, SHORT_LANES, pq_token, pq_token_short
 from mvr.errors import DimensionMismatchError
 
 __all__ = [
@@ -106,9 +106,9 @@ _PREFETCH_AHEAD = 4  # candidates (a microbenchmark under load: 3,000 PyPI candi
 @numba.njit(nogil=True, cache=True)
 def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out, addr):  # pragma: no cover
     # st: (K, P) float32 and lut8: (M, 256, P) uint8 of one query, P >= nq padded to a
-    # multiple of LANES; a token's refined similarity to query token a is
-    # st[c, a] + bias[a] + scale[a] * sum_m lut8[m, code_m, a], LANES query tokens per
-    # step (mvr._pq_tiles.pq_token). The codes of the candidate _PREFETCH_AHEAD places
+    # multiple of LANES (or SHORT_LANES alone); a token's refined similarity to query
+    # token a is st[c, a] + bias[a] + scale[a] * sum_m lut8[m, code_m, a], LANES query
+    # tokens per step (mvr._pq_tiles.pq_token). The codes of the candidate _PREFETCH_AHEAD places
     # on are prefetched (``addr``: the address of acodes): candidates are random rows,
     # so each one's codes are a cache miss the hardware prefetcher cannot foresee
     p = st.shape[1]
@@ -134,6 +134,10 @@ def _pq_scores(st, lut8, bias, scale, nq, rows, tok_starts, cids, acodes, out, a
             acc[a] = -np.inf
         for t in range(tok_starts[r], tok_starts[r + 1]):
             st_row = st_a + np.int64(cids[t]) * p * 4
+            if p == SHORT_LANES:
+                pq_token_short(lut_a, addr + t * m_count, m_count, p, st_row, bias_a, scale_a,
+                               acc_a)
+                continue
             for lo in range(0, p, LANES):
                 pq_token(lut_a + lo, addr + t * m_count, m_count, p, st_row + lo * 4,
                          bias_a + lo * 4, scale_a + lo * 4, acc_a + lo * 4)
@@ -192,7 +196,7 @@ def prepare_pq(st: np.ndarray, lut: Any, query_offsets: np.ndarray) -> list[tupl
     out = []
     for i in range(len(query_offsets) - 1):
         lo, hi = int(query_offsets[i]), int(query_offsets[i + 1])
-        p = max(LANES, -(-(hi - lo) // LANES) * LANES)
+        p = SHORT_LANES if hi - lo <= SHORT_LANES else -(-(hi - lo) // LANES) * LANES
         st_q = np.zeros((st.shape[0], p), np.float32)
         st_q[:, : hi - lo] = st[:, lo:hi]
         tables = lut(lo, hi) if callable(lut) else lut[:, :, lo:hi]
@@ -241,10 +245,12 @@ def pq_scores(
         prepared = prepare_pq(st, lut, query_offsets)
     for i in range(rows.shape[0]):
         st_q, lut8, bias, scale, nq = prepared[i]
-        if st_q.shape[1] % LANES or lut8.shape[2] != st_q.shape[1] or len(bias) != st_q.shape[1]:
+        width = st_q.shape[1]
+        if ((width % LANES and width != SHORT_LANES) or lut8.shape[2] != width
+                or len(bias) != width):
             raise DimensionMismatchError(
                 f"query {i}: prepared tables of {lut8.shape[2]} lanes and similarities of "
-                f"{st_q.shape[1]}: expected equal multiples of {LANES} (prepare_pq)"
+                f"{st_q.shape[1]}: expected equal multiples of {LANES}, or {SHORT_LANES} (prepare_pq)"
             )
         _pq_scores(st_q, lut8, bias, scale, nq, rows[i], tok_starts, cids, acodes, out[i],
                    acodes.ctypes.data)

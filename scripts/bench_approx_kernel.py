@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=200_000)
     ap.add_argument("--pq", type=int, default=64, help="bytes per token (sub-quantizers)")
     ap.add_argument("--centroids", type=int, default=4096)
-    ap.add_argument("--qlens", type=int, nargs="+", default=[23, 32])
+    ap.add_argument("--qlens", type=int, nargs="+", default=[14, 23, 32])
     ap.add_argument("--candidates", type=int, nargs="+", default=[3800])
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()

@@ -56,10 +56,10 @@ def test_codes_reconstruct_closer_than_centroids_alone() -> None:
         TokenCodec.train(x, dtype="res8", num_centroids=32, approx_pq=7)
 
 
-@pytest.mark.parametrize("qlens", [(3, 9, 17), (8, 1), (32, 33, 70)])
+@pytest.mark.parametrize("qlens", [(3, 9, 17), (8, 1), (16,), (32, 33, 70)])
 def test_pq_scores_match_brute_force_over_reconstructed_tokens(qlens: tuple[int, ...]) -> None:
     """Within the 8-bit tables' rounding of brute force; query lengths that are and are
-    not multiples of the kernel's 32 lanes (one step, two, three)."""
+    not multiples of the kernel's 32 lanes (one step, two, three) and the 16-lane step."""
     x = _tokens(2400, seed=4)
     codec = TokenCodec.train(x, dtype="res8", num_centroids=16, approx_pq=4)
     rng = np.random.default_rng(2)
