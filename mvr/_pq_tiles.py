@@ -9,7 +9,7 @@ updated. The loop that numba compiled from the same code in plain Python (``for 
 range(p): tot[a] += lut8[m, code, a]`` with ``p`` known only at run time) stayed
 scalar: ~600 ns per document token at 23 query tokens on a Zen 3 core, against ~210-245
 ns for this one (``scripts/bench_approx_kernel.py``: 3,800 random candidates of a
-PyPI-shaped 200,000-document table, 64 sub-quantizers; 2.4-3.6x; BENCHMARKS.md
+PyPI-shaped 200,000-document table, 64 sub-quantizers, taken beside other jobs; 2.4-3.6x; BENCHMARKS.md
 "Approximate MaxSim kernel"). What remains is the 64 table rows each token reads at
 random from the query's 512 KB of tables.
 
