@@ -39,7 +39,8 @@ def index_command(
     workers: Annotated[int, typer.Option(help="--ray: encoder actors")] = 2,
     num_gpus: Annotated[float, typer.Option(help="--ray: GPUs per encoder actor")] = 0.0,
     num_cpus: Annotated[float, typer.Option(help="--ray: CPUs per encoder actor")] = 1.0,
-    segment_size: Annotated[int, typer.Option(help="--ray: documents per segment")] = 50_000,
+    segment_size: Annotated[int, typer.Option(
+        help="--ray: documents per segment (rounded up to whole --batch-size batches)")] = 50_000,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:

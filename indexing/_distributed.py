@@ -186,7 +186,10 @@ def _load_encoder(spec: Any, device: str | None) -> Any:
     if spec is None or not isinstance(spec, str):
         return spec
     import encoders
+    from encoders._precomputed import is_precomputed
 
+    if is_precomputed(Path(spec)):  # vectors take no model options (no bars to silence)
+        return encoders.load(spec)
     return encoders.load(spec, device=device, progress=False)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from index_testlib import (  # noqa: E402
 )
 from ray_testlib import init_local_ray  # noqa: E402
 
+import encoders  # noqa: E402
 import mvr  # noqa: E402
 from indexing import build_index  # noqa: E402
 from indexing._distributed import DistributedConfig, build_index_distributed  # noqa: E402
@@ -196,3 +198,47 @@ def test_resume_skips_verified_segments(tmp_path: Path) -> None:
     assert got["files"] == ref["files"]
     with Searcher.open(out, encoder=HashEncoder(DIM)) as s:
         assert s.num_documents == 200
+
+
+def _mvr(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a fresh process (its own Ray driver)."""
+    return subprocess.run([sys.executable, "-c", "from mvr.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_ray_build_equals_cli_build(tmp_path: Path) -> None:
+    """``mvr index VECTORS --out DIR --ray --ray-address ADDR``: a driver process that
+    connects to a running cluster (this test's), its actors load the encoder from the
+    path; the index equals the one ``mvr index`` builds on one machine at the same
+    options, and the summary line counts the segments."""
+    docs = clustered_docs(150, seed=21, dim=16)
+    vectors = tmp_path / "vectors.npz"
+    encoders.save_precomputed(vectors, [i for i, _ in docs], [v for _, v in docs],
+                              texts=[f"text of {i}" for i, _ in docs])
+    opts = ["--pool-factor", "1", "--batch-size", "32", "--no-progress"]
+    one = _mvr("index", str(vectors), "--out", str(tmp_path / "one"), *opts)
+    assert one.returncode == 0, one.stderr
+    address = ray.get_runtime_context().gcs_address
+    dist = _mvr("index", str(vectors), "--out", str(tmp_path / "dist"), *opts, "--ray",
+                "--ray-address", address, "--workers", "2", "--segment-size", "64")
+    assert dist.returncode == 0, dist.stderr
+    assert "indexed 150 documents" in dist.stdout
+    from mvr._manifest import read_manifest
+
+    m1, m2 = read_manifest(tmp_path / "one"), read_manifest(tmp_path / "dist")
+    assert [s["documents"] for s in m2["segments"]] == [64, 64, 22]
+    assert m2["encoder"] == m1["encoder"] == encoders.load(str(vectors)).identity
+    for name in ("ids.jsonl", "lengths.bin", "tokens.bin"):
+        assert concat(tmp_path / "one", m1, name) == concat(tmp_path / "dist", m2, name), name
+    q = queries_like(docs, 12, seed=4)
+    with Searcher.open(tmp_path / "one") as s1, Searcher.open(tmp_path / "dist") as s2:
+        for a, b in ((s1.search(q, k=5), s2.search(q, k=5)),
+                     (s1.exhaustive(q, k=5), s2.exhaustive(q, k=5))):
+            assert a.ids == b.ids
+            for x, y in zip(a.scores, b.scores, strict=True):
+                np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+    # --segment-size rounds up to a multiple of --batch-size (a segment is whole batches)
+    # --ray-address without --ray is refused before any work
+    bad = _mvr("index", str(vectors), "--out", str(tmp_path / "x"), "--ray-address", address)
+    assert bad.returncode != 0 and "--ray-address needs --ray" in bad.stderr
+    assert not (tmp_path / "x").exists()
