@@ -241,6 +241,10 @@ def run_sharded(settings: Any, cfg: ShardedServeConfig, *, address: str | None =
     if settings.port == 0:
         raise ConfigError("port: --ray needs a fixed port (Serve's proxy binds it), got 0")
     app = build_app(settings, cfg)
+    # Serve's proxies must report ready within 5 s by default: on a small, busy machine
+    # they miss it and Serve restarts them in a loop. A Ray this process starts inherits
+    # the environment (a running cluster keeps its own setting).
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "120")
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, configure_logging=False)
     serve.start(http_options=http_options(settings, cfg))
