@@ -6,6 +6,7 @@ training and commits::
 
     driver   documents --stage--> .build/inputs/part-<i>.jsonl (+ .npz vectors), S docs each
     task     the first batches (as the single build takes them) --encode+pool--> tokens
+             (the encoder's output of each batch kept in .build/sample/, for its part)
     driver   tokens --train_token_codec--> .build/codec.faiss         (global: one codec)
     actors   Ray Data over the parts: part i --BuildSession--> segments/seg-<gen>-<i>/
              (encode, pool, FDE, cids + codes, metadata, BM25, first stage, checksums)
@@ -20,11 +21,22 @@ retried by Ray Data on a restarted actor, which starts the segment afresh; a rer
 ``resume=True`` reuses the staged parts and skips every segment whose ``done.json``
 files still have their recorded sizes and SHA-256.
 
+The codec sample encodes the first ``codec_train_tokens`` pooled tokens' worth of
+batches (about 18,000 PyPI summaries, 1,100 SciFact abstracts); their encoder outputs
+are written to ``.build/sample/batch-<g>.npz`` (float32, ~2 x that many token vectors:
+~400 MB at the defaults) with their SHA-256 in the plan, and the part task of batch
+``g`` takes them instead of encoding it again (at 4,000 documents, the whole corpus
+would otherwise be encoded twice). A file that is missing, does not match its hash or
+holds other ids is ignored and the batch encoded: the segment is the same either way.
+
 Ray is imported here only, lazily: ``import indexing`` does not need it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import itertools
 import json
 import shutil
@@ -64,6 +76,7 @@ __all__ = ["DistributedConfig", "build_index_distributed", "segment_name"]
 PLAN_FILE = "distributed.json"  # .build/distributed.json: what every task needs
 INPUTS_DIR = "inputs"
 TASKS_DIR = "tasks"
+SAMPLE_DIR = "sample"  # .build/sample/batch-<g>.npz: the codec sample's encoder outputs
 DONE_FILE = "done.json"
 
 
@@ -210,18 +223,59 @@ def _sample_task(root: str, parts: int, spec: Any, device: str | None,
     encoder = _load_encoder(spec, device)
     out = _encoder_facts(encoder)
     pooled: list[np.ndarray] = []
+    encoded: dict[str, str] = {}
     if tokens > 0:
         docs = itertools.chain.from_iterable(read_part(Path(root), p) for p in range(parts))
         got = 0
-        for batch in _batches(docs, cfg.batch_size, 0):
-            mv = _pool_batch(_encode_batch(batch, encoder, out["dim"]), cfg)
+        for g, batch in enumerate(_batches(docs, cfg.batch_size, 0)):
+            raw = _encode_batch(batch, encoder, out["dim"])
+            if any(d.vectors is None for d in batch):  # the encoder ran: keep its output
+                encoded[str(g)] = _save_encoded(Path(root), g, batch, raw)
+            mv = _pool_batch(raw, cfg)
             pooled.append(np.asarray(mv.vectors, np.float32))
             out["dim"] = int(mv.dim)
             got += mv.total_tokens
             if got >= tokens:
                 break
     out["tokens"] = pooled
+    out["encoded"] = encoded
     return out
+
+
+def _encoded_path(root: Path, g: int) -> Path:
+    return root / BUILD_DIR / SAMPLE_DIR / f"batch-{g:06d}.npz"
+
+
+def _save_encoded(root: Path, g: int, batch: list[Document], raw: Any) -> str:
+    """Write batch ``g``'s encoder output (ids, offsets, float32 vectors); its SHA-256."""
+    buf = io.BytesIO()
+    np.savez(buf, ids=np.asarray([d.id for d in batch], dtype=object).astype(str),
+             offsets=raw.offsets, vectors=np.asarray(raw.vectors, np.float32))
+    data = buf.getvalue()
+    path = _encoded_path(root, g)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _with_encoded(root: Path, g: int, digest: str | None,
+                  batch: list[Document]) -> list[Document]:
+    """``batch`` with the sample's encoder output of batch ``g`` as its vectors, when
+    that file is there, has ``digest`` and holds these ids; else ``batch`` unchanged."""
+    if digest is None or any(d.vectors is not None for d in batch):
+        return batch
+    try:
+        data = _encoded_path(root, g).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            return batch
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            ids, offsets, vectors = z["ids"].tolist(), z["offsets"], z["vectors"]
+    except (OSError, ValueError, KeyError):
+        return batch
+    if ids != [d.id for d in batch] or len(offsets) != len(batch) + 1:
+        return batch
+    return [dataclasses.replace(d, vectors=vectors[offsets[i]:offsets[i + 1]])
+            for i, d in enumerate(batch)]
 
 
 # ---------------------------------------------------------------------- the segment task
@@ -248,7 +302,11 @@ def build_part(root: Path, plan: dict[str, Any], part: int, encoder: Any, codec:
     session.codec = codec
     try:
         session.open(None)
-        for batch in _batches(read_part(root, part), session.config.batch_size, 0):
+        size = session.config.batch_size
+        first = part * (plan["segment_size"] // size)  # the global index of its first batch
+        encoded = plan.get("encoded_batches", {})
+        for j, batch in enumerate(_batches(read_part(root, part), size, 0)):
+            batch = _with_encoded(root, first + j, encoded.get(str(first + j)), batch)
             session.add_batch(batch, encoder, set())
         done = session.finish()
     finally:
@@ -344,7 +402,8 @@ def _plan(root: Path, documents: Iterable[Any], spec: Any, config: IndexConfig |
     timings["codec_train"] = time.perf_counter() - t
     plan = {"kind": "distributed", "generation": generation, "config": resolved.to_dict(),
             "identity": facts["identity"], "dim": int(dim), "source": facts["source"],
-            "parts": parts, "documents": total, "segment_size": size}
+            "parts": parts, "documents": total, "segment_size": size,
+            "encoded_batches": facts["encoded"]}
     atomic_write_json(root / BUILD_DIR / PLAN_FILE, plan)
     return plan
 

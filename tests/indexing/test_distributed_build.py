@@ -5,6 +5,7 @@ segments that verify and rebuilds the one that does not."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -117,6 +118,45 @@ def test_text_build_equals_single_build(tmp_path: Path) -> None:
         np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+def test_codec_sample_batches_are_encoded_once(tmp_path: Path) -> None:
+    """The driver's codec sample encodes the first batches; their part tasks take that
+    output instead of encoding them again: every batch goes through the encoder once,
+    and the index is the single build's."""
+    docs = text_docs(200, seed=1)
+    log = tmp_path / "calls.log"
+    enc = FailingEncoder(str(log), None)
+    single = build_index(tmp_path / "one", docs, HashEncoder(DIM), config(), progress=False)
+    dist = build_index_distributed(tmp_path / "dist", docs, encoder=enc, config=config(),
+                                   progress=False, cluster=DistributedConfig(segment_size=64))
+    assert_same_index(tmp_path / "one", single, tmp_path / "dist", dist)
+    calls = log.read_text().splitlines()
+    batches = [docs[i][1] for i in range(0, 200, 32)]  # the first text of each batch
+    assert sorted(calls) == sorted(batches), (len(calls), len(batches))
+    assert not (tmp_path / "dist" / ".build").exists()  # the sample went with the build
+
+
+def test_a_damaged_sample_file_is_encoded_again(tmp_path: Path) -> None:
+    from indexing._build import Document, _encode_batch
+    from indexing._distributed import _encoded_path, _save_encoded, _with_encoded
+
+    enc = HashEncoder(DIM)
+    batch = [Document(i, t) for i, t in text_docs(5, seed=2)]
+    raw = _encode_batch(batch, enc, DIM)
+    digest = _save_encoded(tmp_path, 3, batch, raw)
+    got = _with_encoded(tmp_path, 3, digest, batch)
+    for d, a in zip(got, enc.encode_documents([d.text for d in batch]), strict=True):
+        np.testing.assert_array_equal(d.vectors, a)
+    assert _with_encoded(tmp_path, 3, None, batch) is batch  # not in the plan
+    assert _with_encoded(tmp_path, 4, digest, batch) is batch  # no file
+    other = [Document(f"x{i}", d.text) for i, d in enumerate(batch)]
+    assert _with_encoded(tmp_path, 3, digest, other) is other  # other ids: not taken
+    path = _encoded_path(tmp_path, 3)
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(data))
+    assert _with_encoded(tmp_path, 3, digest, batch) is batch
+
+
 class KillOnceEncoder(HashEncoder):
     """SIGKILLs its own worker process the first time it sees ``trigger`` (a real kill:
     no cleanup, no exception), after writing its pid to ``marker``."""
@@ -187,14 +227,18 @@ def test_resume_skips_verified_segments(tmp_path: Path) -> None:
     raw[0] ^= 0xFF
     bad.write_bytes(bytes(raw))
     log.unlink()
+    plan = json.loads((out / ".build" / "distributed.json").read_text())
+    sampled = {int(g) for g in plan["encoded_batches"]}  # the codec sample's batches
+    assert sampled and 6 not in sampled  # part 3 is batch 6, never reached by the sample
     got = build_index_distributed(out, docs, encoder=FailingEncoder(str(log), None),
                                   config=config(), resume=True, progress=False, cluster=cluster)
     skipped = [p for p in done if p != damaged]
     assert got["distributed"] == {"segments": 4, "built": 4 - len(skipped),
                                   "skipped": len(skipped)}
     firsts = set(log.read_text().splitlines())
-    for p in range(4):  # the first text of each part's first batch: encoded again or not
-        assert (docs[64 * p][1] in firsts) == (p not in skipped), p
+    for p in range(4):  # the first text of each part's first batch (batch 2p of 32 docs):
+        # a skipped part is not encoded, a rebuilt one is unless the sample kept that batch
+        assert (docs[64 * p][1] in firsts) == (p not in skipped and 2 * p not in sampled), p
     assert got["files"] == ref["files"]
     with Searcher.open(out, encoder=HashEncoder(DIM)) as s:
         assert s.num_documents == 200
