@@ -282,7 +282,8 @@ def _run(enc: Any, index_dir: Path, k: int, candidates: int, rebuild: bool, prog
         bt = manifest["build_timings"]
         timings = {"corpus": bt["corpus"], "index": bt["total"]}
         stages = ", ".join(f"{name} {bt[name]:.1f} s" for name in
-                           ("encode", "pool", "fde", "write", "first_stage", "checksums")
+                           ("encode", "pool", "fde", "codec_train", "write", "commit",
+                            "first_stage", "checksums")
                            if name in bt)
         typer.echo(f"index built in {bt['total']:.1f} s ({stages})")
     else:
