@@ -22,7 +22,7 @@ retried by Ray Data on a restarted actor, which starts the segment afresh; a rer
 files still have their recorded sizes and SHA-256.
 
 The codec sample encodes the first ``codec_train_tokens`` pooled tokens' worth of
-batches (about 18,000 PyPI summaries, 1,100 SciFact abstracts); their encoder outputs
+batches (about 12,600 PyPI summaries, 1,100 SciFact abstracts); their encoder outputs
 are written to ``.build/sample/batch-<g>.npz`` (float32, ~2 x that many token vectors:
 ~400 MB at the defaults) with their SHA-256 in the plan, and the part task of batch
 ``g`` takes them instead of encoding it again (at 4,000 documents, the whole corpus
@@ -249,7 +249,7 @@ def _encoded_path(root: Path, g: int) -> Path:
 def _save_encoded(root: Path, g: int, batch: list[Document], raw: Any) -> str:
     """Write batch ``g``'s encoder output (ids, offsets, float32 vectors); its SHA-256."""
     buf = io.BytesIO()
-    np.savez(buf, ids=np.asarray([d.id for d in batch], dtype=object).astype(str),
+    np.savez(buf, ids=np.array([d.id for d in batch], dtype=str),
              offsets=raw.offsets, vectors=np.asarray(raw.vectors, np.float32))
     data = buf.getvalue()
     path = _encoded_path(root, g)

@@ -270,7 +270,7 @@ def test_cli_ray_build_equals_cli_build(tmp_path: Path) -> None:
     from mvr._manifest import read_manifest
 
     m1, m2 = read_manifest(tmp_path / "one"), read_manifest(tmp_path / "dist")
-    assert [s["documents"] for s in m2["segments"]] == [64, 64, 22]
+    assert [s["documents"] for s in m2["segments"]] == [64, 64, 22]  # whole 32-doc batches
     assert m2["encoder"] == m1["encoder"] == encoders.load(str(vectors)).identity
     for name in ("ids.jsonl", "lengths.bin", "tokens.bin"):
         assert concat(tmp_path / "one", m1, name) == concat(tmp_path / "dist", m2, name), name
@@ -281,7 +281,6 @@ def test_cli_ray_build_equals_cli_build(tmp_path: Path) -> None:
             assert a.ids == b.ids
             for x, y in zip(a.scores, b.scores, strict=True):
                 np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
-    # --segment-size rounds up to a multiple of --batch-size (a segment is whole batches)
     # --ray-address without --ray is refused before any work
     bad = _mvr("index", str(vectors), "--out", str(tmp_path / "x"), "--ray-address", address)
     assert bad.returncode != 0 and "--ray-address needs --ray" in bad.stderr
