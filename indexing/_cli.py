@@ -26,7 +26,7 @@ def index_command(
     first_stage: Annotated[str | None, typer.Option(
         help="faiss (the default: 4-bit PQ fast-scan over the FDEs) | exact | hnsw | ivfpq")] = None,
     table_dtype: Annotated[str | None, typer.Option(
-        help="res8 (the default) | res4 | int8 | float16")] = None,
+        help="res8 (the default) | res4 | pqr2 | pqr4 | int8 | float16")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per build batch")] = 256,
     store_text: Annotated[bool, typer.Option(help="Keep texts for snippets")] = True,
     limit: Annotated[int | None, typer.Option(help="Index only the first N documents")] = None,

@@ -207,12 +207,16 @@ class SegmentWriter:
         if self.uses_codec:
             if self.codec is None:
                 raise ConfigError("segment writer: the token codec must be set before tokens")
-            cids, codes = coded[:2] if coded is not None else self.codec.encode(pooled.vectors)
+            acodes = None
+            if coded is not None:
+                cids, codes = coded[:2]
+                acodes = coded[2] if len(coded) > 2 else None
+            else:  # one pass: a refined table's codes are taken after the approximate ones
+                cids, codes, acodes = self.codec.encode_full(pooled.vectors)
             if codes is None and self.table_dtype in CODED_DTYPES:
                 codes = self.codec.encode(pooled.vectors)[1]
             self._write(CIDS_FILE, cids.astype("<u2").tobytes())
             if self.approx_bytes:
-                acodes = coded[2] if coded is not None and len(coded) > 2 else None
                 if acodes is None:
                     acodes = self.codec.encode_approx(pooled.vectors, cids)
                 if acodes.shape != (len(cids), self.approx_bytes):
@@ -221,7 +225,7 @@ class SegmentWriter:
                         f"got {acodes.shape} (a codec of {self.codec.approx_bytes} bytes)"
                     )
                 self._write(ACODES_FILE, np.ascontiguousarray(acodes, np.uint8).tobytes())
-        if self.table_dtype in CODED_DTYPES:  # res4 / res8: residual codes, ids apart
+        if self.table_dtype in CODED_DTYPES:  # res4 / res8 / pqr: residual codes, ids apart
             packed = _pack_codes(codes, lengths, self.alignment, start)
         else:
             packed = _pack_records(pooled.vectors, lengths, self.dim, self.table_dtype,

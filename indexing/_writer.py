@@ -294,7 +294,9 @@ class IndexWriter:
                     arrays = [
                         decode_record(raw[offs[r]: offs[r + 1]], int(lengths[r]), dim, dtype,
                                       codec=codec,
-                                      cids=None if cids is None else cids[starts[r]:starts[r + 1]])
+                                      cids=None if cids is None else cids[starts[r]:starts[r + 1]],
+                                      acodes=None if acodes is None
+                                      else acodes[starts[r]:starts[r + 1]])
                         for r in rows
                     ]
                     pooled = MultiVectors.from_arrays(arrays, dim=dim, dtype=arrays[0].dtype)

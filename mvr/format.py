@@ -18,6 +18,12 @@ starts at byte ``record_offsets[i]`` and holds ``lengths[i]`` tokens of ``dim``:
   decoded residual (:class:`mvr._codec.TokenCodec`). The centroid id of every
   token is stored apart, in the segment's ``cids.bin`` (held in RAM by readers:
   the approximate MaxSim scores it), so a record is exactly its residual codes.
+* ``pqr2`` / ``pqr4`` (format version 4): ``lengths[i]`` codes of ``dim / 4`` /
+  ``dim / 2`` bytes (2 / 4 bits per dimension) of what the token's approximate
+  code leaves of its residual; token = centroid + the approximate code's
+  reconstruction + decoded remainder. They need ``acodes.bin`` as well as
+  ``cids.bin`` (both held in RAM by readers); on disk a 384-d token is then
+  2 + 64 + 96 bytes at 2 bits, against 2 + 64 + 384 with res8.
 
 Format version 2 adds the compact tables above, the index-level token codec
 (``codec-<generation>.faiss``, named in the manifest), per-segment ``cids.bin``,
@@ -27,7 +33,9 @@ with them (``IndexConfig.approx_pq`` > 0) is a two-part file (:mod:`mvr._codec`)
 and segments built with it hold ``acodes.bin`` (``approx_pq`` bytes per token, held
 in RAM by readers; manifest entry ``has_acodes``). Version 1 and 2 indexes still
 open (their approximate stage scores centroid ids alone); a reader of version 2
-refuses version 3 by its number rather than misreading the codec file.
+refuses version 3 by its number rather than misreading the codec file. Format
+version 4 adds the refined tables (``pqr2`` / ``pqr4``) and their three-part codec
+file; a version 3 reader refuses it by its number.
 
 Records start on multiples of ``record_alignment`` bytes (1 = packed), recorded
 in the manifest, so one document is one contiguous (aligned) read.
@@ -58,20 +66,22 @@ __all__ = [
     "FIELD_TYPES",
     "TABLE_DTYPES",
     "CODED_DTYPES",
+    "REFINED_DTYPES",
     "record_nbytes",
     "encode_records",
     "decode_record",
     "aligned_offsets",
 ]
 
-FORMAT_VERSION = 3
-SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3, 4)
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 SEGMENTS_DIR = "segments"
 TOKENS_FILE = "tokens.bin"
-TABLE_DTYPES = ("float16", "int8", "res4", "res8")
-CODED_DTYPES = ("res4", "res8")  # need the index's token codec to decode
+TABLE_DTYPES = ("float16", "int8", "res4", "res8", "pqr2", "pqr4")
+CODED_DTYPES = ("res4", "res8", "pqr2", "pqr4")  # need the index's token codec to decode
+REFINED_DTYPES = ("pqr2", "pqr4")  # need the tokens' approximate codes as well
 METADATA_FILE = "metadata.arrow"
 METADATA_VERSION = 1
 FIELD_TYPES = ("string", "number", "boolean", "string_list")
@@ -87,8 +97,10 @@ def record_nbytes(lengths: np.ndarray | int, dim: int, dtype: str) -> np.ndarray
     _check_dtype(dtype)
     if dtype == "float16":
         return lengths * dim * 2
-    if dtype == "res4":
+    if dtype in ("res4", "pqr4"):
         return lengths * ((dim + 1) // 2)
+    if dtype == "pqr2":
+        return lengths * ((dim + 3) // 4)
     if dtype == "res8":
         return lengths * dim
     return lengths * dim + lengths * 4
@@ -135,11 +147,13 @@ def _encode_one(block: np.ndarray, dtype: str) -> bytes:
 def decode_record(
     buf: bytes | memoryview | np.ndarray, n_tokens: int, dim: int, dtype: str, *,
     what: str = "record", codec: Any = None, cids: np.ndarray | None = None,
+    acodes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode one record into a ``(n_tokens, dim)`` array (float16 or float32).
 
     ``res4`` / ``res8`` records need the index's ``codec`` (:class:`mvr._codec.TokenCodec`)
-    and the record's centroid ids ``cids`` (shape (n_tokens,)).
+    and the record's centroid ids ``cids`` (shape (n_tokens,)); ``pqr2`` / ``pqr4`` also
+    the record's approximate codes ``acodes`` (shape (n_tokens, approx_bytes)).
 
     Raises :class:`TokenReadError` naming ``what`` if ``buf`` is shorter than the record.
     """
@@ -151,8 +165,12 @@ def decode_record(
             raise ConfigError(
                 f"{what}: a {dtype} record needs the token codec and {n_tokens} centroid ids"
             )
+        if dtype in REFINED_DTYPES and (acodes is None or len(acodes) != n_tokens):
+            raise ConfigError(
+                f"{what}: a {dtype} record needs {n_tokens} tokens' approximate codes"
+            )
         codes = np.frombuffer(buf, dtype=np.uint8, count=need).reshape(n_tokens, -1)
-        return codec.decode(cids, codes)
+        return codec.decode(cids, codes, acodes)
     if dtype == "float16":
         return np.frombuffer(buf, dtype="<f2", count=n_tokens * dim).reshape(n_tokens, dim)
     q = np.frombuffer(buf, dtype=np.int8, count=n_tokens * dim).reshape(n_tokens, dim)

@@ -281,17 +281,13 @@ class Searcher:
         parts = []
         for seg in self._segments():
             if not seg.get("has_cids"):
-                raise CorruptIndexError(
-                    f"segment {seg['name']}: expected centroid ids (the index has a codec), "
-                    "the manifest records none"
-                )
+                raise CorruptIndexError(f"segment {seg['name']}: expected centroid ids (the "
+                                        "index has a codec), the manifest records none")
             parts.append(read_cids(self._seg_dir(seg), int(seg["tokens"])))
         self._cids = np.concatenate(parts) if parts else np.zeros(0, np.uint16)
         if self._cids.size and int(self._cids.max()) >= self.codec.num_centroids:
-            raise CorruptIndexError(
-                f"{self.path}: centroid ids expected < {self.codec.num_centroids}, got "
-                f"{int(self._cids.max())}"
-            )
+            raise CorruptIndexError(f"{self.path}: centroid ids expected < "
+                                    f"{self.codec.num_centroids}, got {int(self._cids.max())}")
         starts = np.zeros(len(self._lengths) + 1, dtype=np.int64)
         np.cumsum(self._lengths, out=starts[1:])
         self._tok_starts = starts
@@ -302,6 +298,9 @@ class Searcher:
             parts = [read_acodes(self._seg_dir(seg), int(seg["tokens"]), m)
                      for seg in self._segments()]
             self._acodes = parts[0] if len(parts) == 1 else np.concatenate(parts)  # no copy of 1
+        elif self.codec.refined and self._segments():
+            raise CorruptIndexError(f"{self.path}: a {self.codec.dtype} table needs approximate "
+                                    "codes in every segment, the manifest records some without")
         from serving._token_candidates import open_extra_candidates
 
         self._tokens, self._lists = open_extra_candidates(
@@ -323,7 +322,7 @@ class Searcher:
             alignment=self.config.record_alignment, lengths=self._lengths,
             offsets=np.concatenate(offs) if offs else np.zeros(0, np.int64),
             segment=np.concatenate(segs) if segs else np.zeros(0, np.int32), file_sizes=sizes,
-            codec=self.codec, cids=self._cids, tok_starts=self._tok_starts,
+            codec=self.codec, cids=self._cids, tok_starts=self._tok_starts, acodes=self._acodes,
             record_hashes=self._record_hashes, hashed=self._hashed,
         )
 

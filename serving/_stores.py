@@ -37,7 +37,7 @@ class TableLayout:
     dim : int
         Token dimension.
     dtype : str
-        ``"float16"`` or ``"int8"``.
+        A table dtype of :mod:`mvr.format` (``"float16"``, ``"int8"``, ``"res4"``, ...).
     alignment : int
         Record alignment in bytes.
     lengths : np.ndarray
@@ -49,11 +49,14 @@ class TableLayout:
     file_sizes : list of int
         Expected size of each ``tokens.bin``.
     codec : mvr._codec.TokenCodec, optional
-        Decodes ``res4`` / ``res8`` records (format 2).
+        Decodes ``res4`` / ``res8`` records (format 2) and ``pqr2`` / ``pqr4`` (format 4).
     cids : np.ndarray, optional
         Shape: (total_tokens,) uint16: every token's centroid id, global row order.
     tok_starts : np.ndarray, optional
         Shape: (n + 1,) int64: row ``r``'s tokens are ``cids[tok_starts[r]:tok_starts[r+1]]``.
+    acodes : np.ndarray, optional
+        Shape: (total_tokens, approx_bytes) uint8: every token's approximate code (a
+        ``pqr2`` / ``pqr4`` record refines it).
     record_hashes : np.ndarray, optional
         Shape: (n,) uint64: each record's hash (``checksums.bin``), verified as it is read.
     hashed : np.ndarray, optional
@@ -71,6 +74,7 @@ class TableLayout:
     codec: Any = None
     cids: np.ndarray | None = None
     tok_starts: np.ndarray | None = None
+    acodes: np.ndarray | None = None
     record_hashes: np.ndarray | None = None
     hashed: np.ndarray | None = None
 
@@ -107,6 +111,10 @@ class TableLayout:
         if self.codec is None or self.cids is None or self.tok_starts is None:
             raise ConfigError(f"a {self.dtype} table needs the index's token codec and ids")
         idx = _token_index(self.tok_starts, np.asarray(rows, np.int64))
+        if self.codec.refined:  # pqr2 / pqr4: the approximate codes are the first refinement
+            if self.acodes is None:
+                raise ConfigError(f"a {self.dtype} table needs the index's approximate codes")
+            return self.codec.decode(self.cids[idx], codes, self.acodes[idx])
         return self.codec.decode(self.cids[idx], codes)
 
 

@@ -48,7 +48,7 @@ def test_wrong_format_version(index: Path) -> None:
     m["format_version"] = 99
     (index / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FormatVersionError,
-                       match=r"manifest.json: format_version expected one of \[1, 2, 3\].*got 99"):
+                       match=r"manifest.json: format_version expected one of \[1, 2, 3, 4\].*got 99"):
         Searcher.open(index)
 
 
