@@ -218,13 +218,13 @@ class TokenCodec:
             approx.pq.cp.max_points_per_centroid = 1 << 30
             approx.train(np.ascontiguousarray(resid, dtype=np.float32))
         levels = None
-        if refined:
-            m = int(approx_pq)
-            pqc = faiss.vector_to_array(approx.pq.centroids).reshape(m, 256, d // m)
+        if refined and approx is not None:  # (approx_pq > 0 was checked above)
             # 1-D levels settle on far fewer points than k-means needs: every
             # ceil(n / 32,768)-th residual of the sample
-            sub = resid[:: -(-resid.shape[0] // _LEVEL_FIT_ROWS)]
-            levels = _fit_levels(sub - _pq_decode(pq_encode(sub, pqc), pqc), CODEC_BITS[dtype])
+            sub = np.ascontiguousarray(resid[:: -(-resid.shape[0] // _LEVEL_FIT_ROWS)],
+                                       dtype=np.float32)
+            levels = _fit_levels(sub - approx.sa_decode(approx.sa_encode(sub)),
+                                 CODEC_BITS[dtype])
         return cls(index, dtype, approx, levels)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -294,13 +294,17 @@ class TokenCodec:
     def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centroid ids (shape (n,), :attr:`cid_dtype`) and residual codes (shape
         (n, code_size), uint8) of ``vectors`` (shape (n, dim))."""
-        cids, codes, _ = self.encode_full(vectors)
+        cids, codes, _ = self._encode(vectors, with_approx=False)
         return cids, codes
 
     def encode_full(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`encode` and, for a codec with approximate codes, the approximate codes
         (shape (n, approx_bytes), as :meth:`encode_approx`; ``None`` without), computed
         once where a refined table needs them for its residual."""
+        return self._encode(vectors, with_approx=True)
+
+    def _encode(self, vectors: np.ndarray, with_approx: bool,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DimensionMismatchError(
@@ -315,14 +319,14 @@ class TokenCodec:
             for b in range(self._coarse):
                 cids |= full[:, b].astype(np.int64) << (8 * b)
             cids = cids.astype(self.cid_dtype)
-            acodes = None if self.approx is None else self.encode_approx(x, cids)
+            acodes = (self.encode_approx(x, cids) if with_approx and self.approx is not None
+                      else None)
             return cids, np.ascontiguousarray(full[:, self._coarse :]), acodes
         _, assign = self._index.quantizer.search(x, 1)
         c = assign[:, 0]
         resid = x - self.centroids[c]
-        acodes = pq_encode(resid, self._approx_centroids)
-        resid -= _pq_decode(acodes, self._approx_centroids)
-        assert self.levels is not None
+        acodes = pq_encode(resid, self._approx_centroids)  # the residual needs them
+        resid -= self.approx.sa_decode(acodes)
         return c.astype(self.cid_dtype), _pack(_quantize(resid, self._cutoffs),
                                                CODEC_BITS[self.dtype]), acodes
 
@@ -355,7 +359,7 @@ class TokenCodec:
                     f"{a.shape[1]}"
                 )
             out = self._lut[np.arange(self._lut.shape[0]), codes].reshape(n, self.dim)
-            out += _pq_decode(a, self._approx_centroids)
+            out += self.approx.sa_decode(np.ascontiguousarray(a))
             out += self.centroids[cids.astype(np.int64)]
             return out
         full = np.empty((n, self._coarse + self.code_size), dtype=np.uint8)
@@ -413,14 +417,6 @@ class TokenCodec:
     def describe(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "dim": self.dim, "num_centroids": self.num_centroids,
                 "code_size": self.code_size, "approx_bytes": self.approx_bytes}
-
-
-def _pq_decode(codes: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Reconstruction of product-quantiser ``codes`` (n, M) against ``centroids`` (M, 256,
-    dsub). Shape (n, M * dsub) float32."""
-    m_count = centroids.shape[0]
-    c = np.asarray(codes, dtype=np.intp)
-    return centroids[np.arange(m_count), c].reshape(c.shape[0], -1)
 
 
 def _quantize(x: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:

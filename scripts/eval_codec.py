@@ -3,7 +3,8 @@
 For a BEIR dataset with cached vectors (``scripts/encode_corpus.py``), the documents are
 pooled as the index does (``pool_factor=2``), encoded with each table encoding, decoded
 back, and every judged query is scored exhaustively against every document. Printed per
-encoding: bytes per token, nDCG@10 (pytrec_eval, against the judgments) and its relative
+encoding: bytes per token of the record (pqr2 / pqr4 also need the 64-byte approximate code
+held beside it), nDCG@10 (pytrec_eval, against the judgments) and its relative
 change against float16, and Recall@10 against the float16 exhaustive top-10::
 
     .venv/bin/python scripts/eval_codec.py /work/shared/data/scifact .cache/vectors/scifact
@@ -68,8 +69,12 @@ def main() -> None:
         codec = TokenCodec.train(sample, dtype=dtype, num_centroids=args.centroids)
         cids, codes = codec.encode(x)
         tables[dtype] = codec.decode(cids, codes)
+    # refined tables: the record codes what the 64 B approximate code leaves (format 4)
+    for dtype in ("pqr2", "pqr4"):
+        codec = TokenCodec.train(sample, dtype=dtype, num_centroids=args.centroids, approx_pq=64)
+        tables[dtype] = codec.decode(*codec.encode_full(x))
     bpt = {"float16": 2 * pooled.dim, "int8": pooled.dim + 4, "res8": pooled.dim,
-           "res4": pooled.dim // 2}
+           "res4": pooled.dim // 2, "pqr2": pooled.dim // 4, "pqr4": pooled.dim // 2}
     qrels = {k: {d: int(r) for d, r in v.items()} for k, v in ds.qrels.items()}
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"})
     out, ref_rows = {}, None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-from index_testlib import clustered_docs, small_config  # noqa: E402
+from index_testlib import clustered_docs, clustered_tokens, small_config  # noqa: E402
 
 from mvr import FirstStageConfig, IndexConfig, MultiVectors  # noqa: E402
 from mvr._approx import (  # noqa: E402
@@ -27,8 +27,7 @@ from mvr.errors import ConfigError, CorruptIndexError, DimensionMismatchError  #
 
 
 def _tokens(n: int = 3000, dim: int = 32, seed: int = 0) -> np.ndarray:
-    docs = clustered_docs(n // 6, seed=seed, dim=dim)
-    return np.concatenate([v for _, v in docs])
+    return clustered_tokens(n, dim, seed)
 
 
 def _reconstruct(codec: TokenCodec, cids: np.ndarray, acodes: np.ndarray) -> np.ndarray:

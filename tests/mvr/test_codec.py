@@ -11,8 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 from index_testlib import (  # noqa: E402
-    clustered_docs,
-    queries_like,
+    clustered_tokens,
     small_config,
 )
 
@@ -23,8 +22,7 @@ from mvr.errors import ConfigError, CorruptIndexError, DimensionMismatchError  #
 
 
 def _tokens(n: int = 4000, dim: int = 32, seed: int = 0) -> np.ndarray:
-    docs = clustered_docs(n // 6, seed=seed, dim=dim)
-    return np.concatenate([v for _, v in docs])
+    return clustered_tokens(n, dim, seed)
 
 
 def test_code_sizes_and_centroid_count() -> None:

@@ -7,27 +7,30 @@ one by one, and exact MaxSim over the decoded vectors for search.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from indexing import build_index
-from mvr import MultiVectors
-from mvr._codec import CODEC_BITS, TokenCodec, _fit_levels, residual_code_size
-from mvr.errors import ConfigError, CorruptIndexError
-from serving import Searcher
-from tests.fixtures.index_testlib import (
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
+from index_testlib import (  # noqa: E402
     assert_topk_matches,
     brute_maxsim,
     clustered_docs,
+    clustered_tokens,
     small_config,
 )
 
+from indexing import build_index  # noqa: E402
+from mvr import MultiVectors  # noqa: E402
+from mvr._codec import CODEC_BITS, TokenCodec, _fit_levels, residual_code_size  # noqa: E402
+from mvr.errors import ConfigError, CorruptIndexError  # noqa: E402
+from serving import Searcher  # noqa: E402
 
-def _tokens(n: int = 4000, dim: int = 32, seed: int = 0) -> np.ndarray:
-    docs = clustered_docs(n // 6, seed=seed, dim=dim)
-    return np.concatenate([v for _, v in docs])
+
+def _tokens(n: int = 4000) -> np.ndarray:
+    return clustered_tokens(n, 32)
 
 
 def _reference_decode(codec: TokenCodec, cids: np.ndarray, codes: np.ndarray,
