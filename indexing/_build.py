@@ -258,6 +258,7 @@ def train_token_codec(token_batches: list[np.ndarray], config: IndexConfig) -> T
     return TokenCodec.train(
         vectors, dtype=_codec_dtype(config), num_centroids=config.codec_centroids,
         seed=config.first_stage.seed, approx_pq=config.approx_pq,
+        niter=config.codec_iterations,
     )
 
 

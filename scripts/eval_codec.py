@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import pytrec_eval  # noqa: E402
 import encoders  # noqa: E402
 import mvr  # noqa: E402
 from indexing import load_beir, pool_tokens  # noqa: E402
+from mvr import IndexConfig  # noqa: E402
 from mvr._codec import TokenCodec  # noqa: E402
 from mvr.format import _encode_one, decode_record  # noqa: E402
 
@@ -51,6 +53,8 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("vectors", type=Path)
     ap.add_argument("--centroids", type=int, default=4096)
+    ap.add_argument("--niter", type=int, default=None,
+                    help="k-means iterations of the codec (default: IndexConfig's)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     ds = load_beir(args.dataset, "test")
@@ -65,16 +69,23 @@ def main() -> None:
     int8 = [decode_record(_encode_one(pooled[i], "int8"), len(pooled[i]), pooled.dim, "int8")
             for i in range(len(pooled))]
     tables["int8"] = np.concatenate(int8)
-    for dtype in ("res8", "res4"):
-        codec = TokenCodec.train(sample, dtype=dtype, num_centroids=args.centroids)
-        cids, codes = codec.encode(x)
-        tables[dtype] = codec.decode(cids, codes)
-    # refined tables: the record codes what the 64 B approximate code leaves (format 4)
-    for dtype in ("pqr2", "pqr4"):
-        codec = TokenCodec.train(sample, dtype=dtype, num_centroids=args.centroids, approx_pq=64)
-        tables[dtype] = codec.decode(*codec.encode_full(x))
+    niter = IndexConfig().codec_iterations if args.niter is None else args.niter
+    train_s: dict[str, float] = {}
+    for dtype in ("res8", "res4", "pqr2", "pqr4"):
+        # every codec as the index trains it: with the 64 B approximate codes (the default
+        # approx_pq); pqr2 / pqr4 code what those leave of the residual (format 4)
+        t = time.perf_counter()
+        codec = TokenCodec.train(sample, dtype=dtype, num_centroids=args.centroids,
+                                 approx_pq=64, niter=niter)
+        train_s[dtype] = time.perf_counter() - t
+        cids, codes, acodes = codec.encode_full(x)
+        tables[dtype] = codec.decode(cids, codes, acodes)
+        if dtype == "res8":  # the approximate stage's view of a token: centroid + PQ code
+            tables["approx"] = (codec.centroids[cids.astype(np.int64)]
+                                + codec.approx.sa_decode(acodes))
     bpt = {"float16": 2 * pooled.dim, "int8": pooled.dim + 4, "res8": pooled.dim,
-           "res4": pooled.dim // 2, "pqr2": pooled.dim // 4, "pqr4": pooled.dim // 2}
+           "res4": pooled.dim // 2, "pqr2": pooled.dim // 4, "pqr4": pooled.dim // 2,
+           "approx": 64}
     qrels = {k: {d: int(r) for d, r in v.items()} for k, v in ds.qrels.items()}
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"})
     out, ref_rows = {}, None
@@ -87,13 +98,19 @@ def main() -> None:
         nd = float(np.mean([v["ndcg_cut_10"] for v in evaluator.evaluate(run).values()]))
         rec = float(np.mean([len(set(rows[i, :10]) & set(ref_rows[i, :10])) / 10
                              for i in range(len(q))]))
-        out[name] = {"bytes_per_token": bpt[name], "ndcg@10": nd, "recall10_vs_float16": rec}
+        out[name] = {"bytes_per_token": bpt[name], "ndcg@10": nd, "recall10_vs_float16": rec,
+                     "train_s": train_s.get(name)}
+        print(f"{name}: nDCG@10 {nd:.4f}, Recall@10 vs float16 {rec:.3f}", flush=True)
     base = out["float16"]["ndcg@10"]
-    print("| table | bytes/token | nDCG@10 | vs float16 | Recall@10 vs float16 exhaustive |")
-    print("|---|---|---|---|---|")
+    print(f"\ncodec k-means iterations: {niter}, centroids {args.centroids}, "
+          f"{len(sample):,} training tokens")
+    print("| table | bytes/token | nDCG@10 | vs float16 | Recall@10 vs float16 exhaustive "
+          "| codec training s |")
+    print("|---|---|---|---|---|---|")
     for name, r in out.items():
+        ts = "-" if r["train_s"] is None else f"{r['train_s']:.1f}"
         print(f"| {name} | {r['bytes_per_token']} | {r['ndcg@10']:.4f} | "
-              f"{100 * (r['ndcg@10'] / base - 1):+.2f}% | {r['recall10_vs_float16']:.3f} |")
+              f"{100 * (r['ndcg@10'] / base - 1):+.2f}% | {r['recall10_vs_float16']:.3f} | {ts} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -75,3 +75,27 @@ def test_short_record_is_named():
         decode_record(rec[:10], 2, 4, "float16", what="doc 7 in tokens.bin")
     with pytest.raises(ConfigError, match="table dtype"):
         record_nbytes(3, 4, "float64")
+
+
+def test_codec_iterations_round_trip_and_old_configs():
+    from mvr import IndexConfig
+
+    cfg = IndexConfig(codec_iterations=3)
+    assert IndexConfig.from_dict(cfg.to_dict()).codec_iterations == 3
+    # a config recorded before the setting was trained with faiss's 10 iterations
+    old = {k: v for k, v in IndexConfig().to_dict().items() if k != "codec_iterations"}
+    assert IndexConfig.from_dict(old).codec_iterations == 10
+    with pytest.raises(ConfigError, match="codec_iterations: expected an int >= 1, got 0"):
+        IndexConfig(codec_iterations=0)
+
+
+def test_build_trains_the_codec_with_the_configured_iterations():
+    from indexing._build import train_token_codec
+    from mvr import IndexConfig
+
+    x = np.random.default_rng(0).standard_normal((2048, 16)).astype(np.float32)
+    for n in (1, 7):
+        cfg = IndexConfig(codec_centroids=16, codec_iterations=n, approx_pq=4)
+        codec = train_token_codec([x[:1000], x[1000:]], cfg)
+        assert codec._index.cp.niter == n
+        assert codec.approx.pq.cp.niter == n
