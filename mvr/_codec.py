@@ -358,10 +358,10 @@ class TokenCodec:
                     f"approximate codes: expected {self.approx_bytes} bytes per token, got "
                     f"{a.shape[1]}"
                 )
-            out = self._lut[np.arange(self._lut.shape[0]), codes].reshape(n, self.dim)
-            out += self.approx.sa_decode(np.ascontiguousarray(a))
-            out += self.centroids[cids.astype(np.int64)]
-            return out
+            from mvr._codec_kernels import decode_refined
+
+            return decode_refined(cids, a, codes, self.centroids, self._approx_centroids,
+                                  self._lut)
         full = np.empty((n, self._coarse + self.code_size), dtype=np.uint8)
         c = cids.astype(np.int64)
         for b in range(self._coarse):

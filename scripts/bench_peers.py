@@ -8,6 +8,9 @@ stored as float16; exactly those document token vectors go to all three engines:
   ``IndexConfig`` except ``pooling.pool_factor = 1`` (the vectors are pooled already;
   the manifest's config is reported), searched with ``serving.Searcher`` over a grid of
   ``candidates=``.
+* **mvr-pqr2**: the same with ``table_dtype="pqr2"`` (format 4: 2 bits per dimension of
+  what the 64-byte approximate code leaves of the residual; 162 B per token on disk
+  against the default res8's 450), the bytes-first variant; ``--engines`` picks which run.
 * **fast-plaid** and **xtr-warp-rs**: in their own venv (``.venv-peers``, torch 2.11.0;
   ``make bench-peers`` creates it), through ``scripts/peers_runner.py`` run as a
   subprocess with ``.venv-peers/bin/python``; vectors and results travel as .npy/JSON
@@ -63,7 +66,10 @@ for p in (ROOT, ROOT / "scripts"):
 import peers_runner as harness  # noqa: E402  (numpy-only harness shared with the peers)
 
 K = harness.K
-ENGINES = ("mvr", "fast-plaid", "xtr-warp")
+ENGINES = ("mvr", "mvr-pqr2", "fast-plaid", "xtr-warp")
+# mvr variants: IndexConfig fields changed from the defaults (the child reads them from
+# MVR_BENCH_CONFIG); each is compared with the peers on its own
+MVR_VARIANTS: dict[str, dict[str, Any]] = {"mvr": {}, "mvr-pqr2": {"table_dtype": "pqr2"}}
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "RAYON_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -295,7 +301,8 @@ class MvrEngine(harness.Engine):
         from indexing import build_index
         from mvr import IndexConfig, PoolingConfig
 
-        cfg = dataclasses.replace(IndexConfig(), pooling=PoolingConfig(pool_factor=1))
+        changes = json.loads(os.environ.get("MVR_BENCH_CONFIG", "{}"))
+        cfg = dataclasses.replace(IndexConfig(**changes), pooling=PoolingConfig(pool_factor=1))
         m = build_index(index, _ExchangedDocs(exchange), None, cfg, progress=False)
         return {"config": m["config"], "counts": m.get("counts"),
                 "build_timings": m.get("build_timings"),
@@ -416,16 +423,17 @@ def run_child(engine: str, what: str, args: argparse.Namespace, work: Path, thre
     common = ["--exchange", str(work / "exchange"), "--index", str(work / engine),
               "--threads", str(threads), "--batches", args.batches,
               "--min-calls", str(args.min_calls), "--out", str(out)]
-    if engine == "mvr":
+    if engine in MVR_VARIANTS:
         cmd = [sys.executable, str(Path(__file__).resolve()), "_mvr", what, *common]
     else:
         if not Path(args.peers_python).is_file():
             return {"engine": engine, "error": f"{args.peers_python} not found: run `make bench-peers`"}
         cmd = [args.peers_python, str(ROOT / "scripts" / "peers_runner.py"), what,
                "--engine", engine, *common]
-    env = child_env(threads, engine != "mvr")
-    if engine == "mvr":
+    env = child_env(threads, engine not in MVR_VARIANTS)
+    if engine in MVR_VARIANTS:
         env["MVR_BENCH_MODE"] = args.mvr_mode
+        env["MVR_BENCH_CONFIG"] = json.dumps(MVR_VARIANTS[engine])
     log(f"{engine} {what}, {threads} thread(s)")
     t = time.perf_counter()
     log_path = out.with_suffix(".log")  # the child's stdout + stderr (tail -f to follow)
@@ -573,44 +581,52 @@ def print_tables(rows: list[dict[str, Any]], results: dict[str, Any], exhaustive
 
 
 def compare(rows: list[dict[str, Any]], results: dict[str, Any]) -> dict[str, Any]:
-    """The issue's comparison: at equal Recall@10 vs exhaustive (batch 1, 1 thread), mvr's
-    p50 over the best peer's; index bytes and build time over the best peer's."""
+    """The issue's comparison, for each mvr variant: at equal Recall@10 vs exhaustive
+    (batch 1, 1 thread), its p50 over the best peer's; index bytes and build time over the
+    best peer's."""
     curves: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         if "error" not in r and r["batch"] == 1 and r["threads"] == 1:
             curves.setdefault(r["engine"], []).append((r["recall10_vs_exhaustive"], r["p50_ms"]))
-    peers = [e for e in curves if e != "mvr"]
-    targets = sorted({0.8, 0.9, 0.95, 0.99} | {round(x[0], 3) for x in frontier(curves.get("mvr", []))})
+    mine = [e for e in curves if e in MVR_VARIANTS]
+    peers = [e for e in curves if e not in MVR_VARIANTS]
+    targets = sorted({0.8, 0.9, 0.95, 0.99}
+                     | {round(x[0], 3) for e in mine for x in frontier(curves[e])})
     table = []
     for t in targets:
-        entry: dict[str, Any] = {"recall": t, "mvr": p50_at(curves.get("mvr", []), t)}
-        for p in peers:
-            entry[p] = p50_at(curves[p], t)
+        entry: dict[str, Any] = {"recall": t}
+        for e in mine + peers:
+            entry[e] = p50_at(curves[e], t)
         reach = [(entry[p], p) for p in peers if entry[p] is not None]
         entry["best_peer"] = min(reach)[1] if reach else None
-        entry["ratio"] = (entry["mvr"] / min(reach)[0]
-                          if reach and entry["mvr"] is not None and min(reach)[0] > 0 else None)
+        for e in mine:
+            entry[f"{e}_ratio"] = (entry[e] / min(reach)[0] if reach and entry[e] is not None
+                                   and min(reach)[0] > 0 else None)
         table.append(entry)
     out: dict[str, Any] = {"at_equal_recall": table}
     print("\n**At equal Recall@10 vs exhaustive** (p50 ms/query, batch 1, 1 thread; linear "
           "along each engine's Pareto frontier; '-' = not reached):\n")
-    head = ["Recall@10 vs exhaustive", "mvr", *peers, "best peer", "mvr / best peer"]
+    head = ["Recall@10 vs exhaustive", *mine, *peers, "best peer", *(f"{e} / best peer" for e in mine)]
     print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
     for e in table:
-        cells = [f"{e['recall']:.3f}", _fmt(e["mvr"], ".2f"), *(_fmt(e[p], ".2f") for p in peers),
-                 e["best_peer"] or "-", _fmt(e["ratio"], ".2f")]
+        cells = [f"{e['recall']:.3f}", *(_fmt(e[m], ".2f") for m in mine + peers),
+                 e["best_peer"] or "-", *(_fmt(e[f"{m}_ratio"], ".2f") for m in mine)]
         print("| " + " | ".join(cells) + " |")
     built = {e: r["build"] for e, r in results.items() if "error" not in r["build"]}
-    peer_built = {e: b for e, b in built.items() if e != "mvr"}
-    if "mvr" in built and peer_built:
+    peer_built = {e: b for e, b in built.items() if e not in MVR_VARIANTS}
+    if peer_built:
         small = min(peer_built, key=lambda e: peer_built[e]["bytes"])
         fast = min(peer_built, key=lambda e: peer_built[e]["build_s"])
-        out["index_bytes_ratio"] = {"vs": small, "ratio": built["mvr"]["bytes"] / peer_built[small]["bytes"]}
-        out["build_time_ratio"] = {"vs": fast, "ratio": built["mvr"]["build_s"] / peer_built[fast]["build_s"]}
-        print(f"\nindex bytes: mvr {built['mvr']['bytes'] / 1e6:.1f} MB / smallest peer ({small}) "
-              f"{peer_built[small]['bytes'] / 1e6:.1f} MB = {out['index_bytes_ratio']['ratio']:.2f}x")
-        print(f"build time: mvr {built['mvr']['build_s']:.1f} s / fastest peer ({fast}) "
-              f"{peer_built[fast]['build_s']:.1f} s = {out['build_time_ratio']['ratio']:.2f}x")
+        for e in (m for m in MVR_VARIANTS if m in built):
+            out.setdefault("index_bytes_ratio", {})[e] = {
+                "vs": small, "ratio": built[e]["bytes"] / peer_built[small]["bytes"]}
+            out.setdefault("build_time_ratio", {})[e] = {
+                "vs": fast, "ratio": built[e]["build_s"] / peer_built[fast]["build_s"]}
+            print(f"\nindex bytes: {e} {built[e]['bytes'] / 1e6:.1f} MB / smallest peer ({small}) "
+                  f"{peer_built[small]['bytes'] / 1e6:.1f} MB = "
+                  f"{out['index_bytes_ratio'][e]['ratio']:.2f}x")
+            print(f"build time: {e} {built[e]['build_s']:.1f} s / fastest peer ({fast}) "
+                  f"{peer_built[fast]['build_s']:.1f} s = {out['build_time_ratio'][e]['ratio']:.2f}x")
     return out
 
 
