@@ -43,16 +43,19 @@ def measure(s: Any, q: Any, qids: list[str], qrels: dict[str, Any], ex: Any,
                                   "token_nprobe", "token_kprime", "candidate_tokens") if k in kw}
     s.config = dataclasses.replace(s.config, **cfg)
     s.search(q[:4], k=10, **kw)  # warm-up (numba, faiss)
-    lat, ids, scores = [], [], []
+    lat, ids, scores, stages = [], [], [], {}
     for i in range(len(q)):
         t = time.perf_counter()
         r = s.search(q[i : i + 1], k=10, **kw)
         lat.append(time.perf_counter() - t)
         ids += r.ids
         scores += r.scores
+        for name, v in r.timings.items():
+            stages.setdefault(name, []).append(v)
     return {**point, "ndcg10": ndcg10(qrels, qids, ids, scores), "recall10_vs_exhaustive":
             overlap(ids, ex.ids), "p50_ms": 1e3 * float(np.median(lat)),
-            "p95_ms": 1e3 * float(np.percentile(lat, 95))}
+            "p95_ms": 1e3 * float(np.percentile(lat, 95)),
+            "stage_p50_ms": {k: round(1e3 * float(np.median(v)), 3) for k, v in stages.items()}}
 
 
 def main() -> None:
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("--points", default="[]", help="JSON list of search keyword dicts")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     ap.add_argument("--reuse", action="store_true", help="keep an index already built at --work")
+    ap.add_argument("--mode", default="ssd", choices=["memory", "mmap", "ssd"])
     ap.add_argument("--config", default="{}",
                     help='JSON of IndexConfig fields to change, e.g. \'{"codec_iterations": 4}\'')
     args = ap.parse_args()
@@ -93,7 +97,7 @@ def main() -> None:
     out: dict[str, Any] = {"build_s": time.perf_counter() - t,
                            "build_timings": m.get("build_timings"), "documents": m["counts"]["documents"],
                            "tokens": m["counts"]["tokens"], "config": m["config"], "points": []}
-    with threadpool_limits(1), Searcher.open(args.work, mode="ssd") as s:
+    with threadpool_limits(1), Searcher.open(args.work, mode=args.mode) as s:
         faiss.omp_set_num_threads(1)
         ex = s.exhaustive(q, k=10)
         out["ndcg10_exhaustive"] = ndcg10(data.qrels, qids, ex.ids, ex.scores)
@@ -109,7 +113,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for p in out["points"]:
         name = ", ".join(f"{k}={v}" for k, v in p.items() if k not in
-                         ("ndcg10", "recall10_vs_exhaustive", "p50_ms", "p95_ms")) or "defaults"
+                         ("ndcg10", "recall10_vs_exhaustive", "p50_ms", "p95_ms",
+                          "stage_p50_ms")) or "defaults"
         print(f"| {name} | {p['ndcg10']:.4f} | {p['recall10_vs_exhaustive']:.4f} | "
               f"{p['p50_ms']:.1f} | {p['p95_ms']:.1f} |")
     if args.json:
