@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mvr  # noqa: F401  (first: it picks OpenBLAS's kernels before numpy loads them)
 from encoders._load import detect_layout, load
 from encoders._precomputed import (
     PrecomputedEncoder,

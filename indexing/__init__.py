@@ -1,5 +1,6 @@
 """indexing package."""
 
+import mvr  # noqa: F401  (first: it picks OpenBLAS's kernels before numpy loads them)
 from indexing._build import Document, build_index
 from indexing._pool_clusters import pool_with_clusters
 from indexing._pooling import pool_tokens

@@ -13,7 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mvr import errors
+from mvr._cpu_blas import tune_openblas
+
+tune_openblas()  # before anything loads numpy's or faiss's OpenBLAS (see mvr._cpu_blas)
+
+from mvr import errors  # noqa: E402
 
 __version__ = "0.1.0"
 

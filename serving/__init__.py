@@ -4,6 +4,7 @@
 :class:`mvr.TokenStore` (in memory, memory-mapped, or on SSD).
 """
 
+import mvr  # noqa: F401  (first: it picks OpenBLAS's kernels before numpy loads them)
 from serving._filters import filter_mask
 from serving._first_stage import ExactFirstStage
 from serving._first_stage_faiss import FaissFirstStage
