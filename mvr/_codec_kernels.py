@@ -2,9 +2,9 @@
 
 A refined token is centroid + approximate code (PQ) + per-dimension levels of what the
 PQ leaves. numpy took three passes over the output (a fancy-indexed byte-table gather,
-faiss's ``sa_decode``, the centroid add) and ran 8-12x slower than res8's decode (48,000
-tokens of 384 dims: 75 ms pqr2, 116 ms pqr4, 9.5 ms res8, one thread); this is one
-pass, written once per output value. Kept apart from :mod:`mvr._codec` so that
+faiss's ``sa_decode``, the centroid add) and ran 11-16x slower than res8's decode (48,000
+tokens of 384 dims, one thread, Zen 5: 73 ms pqr2, 112 ms pqr4, 6.8 ms res8); this is one
+pass, written once per output value: 25 / 28 ms (``scripts/bench_blas_kernels.py``). Kept apart from :mod:`mvr._codec` so that
 importing the codec does not import numba.
 """
 

@@ -4,9 +4,9 @@ OpenBLAS chooses its kernels from the CPU model at load time. On an AMD EPYC of 
 (Zen 5, AVX-512), numpy's OpenBLAS (0.3.31) picks its SkylakeX kernels, but the older one
 bundled with faiss-cpu (0.3.15) does not know the model and falls back to **Barcelona**
 (2007, SSE) kernels: faiss's nearest-centroid search (the token codec's assignment, most of
-a build's write stage) took 3.15 s per 50,000 tokens on one core there, 1.41 s with the
-Haswell (AVX2) kernels and 0.73 s with SkylakeX (session 12, BENCHMARKS.md); numpy's sgemm
-runs 233 GFLOP/s with SkylakeX, 124 with Haswell.
+a build's write stage) took 3.32 CPU-s per 50,000 tokens on one core there, 1.42 s with
+the Haswell (AVX2) kernels and 0.74 s with SkylakeX; numpy's sgemm runs 223 GFLOP/s with
+SkylakeX, 120 with Haswell (``scripts/bench_blas_kernels.py``, BENCHMARKS.md).
 
 :func:`tune_openblas` sets that variable when it is unset, the CPU is AMD and it has the
 AVX-512 subsets the SkylakeX kernels use; it must run before numpy or faiss load OpenBLAS

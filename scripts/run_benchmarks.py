@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "encoder": ["scripts/bench_encoder.py"],
     "index": ["scripts/bench_index.py"],
     "ssd": ["scripts/bench_ssd.py"],
+    "blas": ["scripts/bench_blas_kernels.py"],
     "load": ["scripts/load_test.py"],
 }
 
